@@ -1,0 +1,6 @@
+//! `eknet-sim`: placeholder entry point that refuses to run until the daemon issue is done.
+
+fn main() -> std::process::ExitCode {
+    eprintln!("eknet-sim: {}", eknet_daemon::NOT_YET);
+    std::process::ExitCode::FAILURE
+}

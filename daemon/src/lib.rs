@@ -1,0 +1,10 @@
+//! `eknet-daemon`: the bedside daemon. This crate is a skeleton until the daemon issue lands:
+//! protocol decoders, serial reader, windows, inference and the HTTP API go here. Both binaries
+//! exist so the workspace's shape is final; each says plainly that it is not implemented yet.
+
+/// The message both binaries print until the daemon is implemented.
+pub const NOT_YET: &str = "not implemented yet: the bedside daemon arrives with the daemon issue \
+(serial decoders, windows, inference, HTTP API); this build only carries the shared ECG core";
+
+/// The model input's slot count, re-exported to show the daemon builds on the shared layout.
+pub const SLOTS: usize = eknet_shared::layout::SLOT_COUNT;

@@ -1,0 +1,9 @@
+//! `eknet-trainer`: offline tools around EKnet. Today: record inspection and conversion to the
+//! seed's `.ecgzip`; the model, data pipeline, both training stages, evaluation and export build
+//! on these (see the trainer issue).
+//!
+//! - [`cli`]: the `eknet-train` commands.
+//! - [`inspect`]: a record's summary (leads, rate, metadata, labels and their harmonisation).
+
+pub mod cli;
+pub mod inspect;
