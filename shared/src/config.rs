@@ -423,7 +423,7 @@ impl StageConfig {
                 format!("'{}' given; expected 1d or 2d", m.embedding_1d_2d),
             );
         }
-        if m.embed_dim == 0 || m.num_head == 0 || m.embed_dim % m.num_head != 0 {
+        if m.embed_dim == 0 || m.num_head == 0 || !m.embed_dim.is_multiple_of(m.num_head) {
             return fail(
                 "MODEL.embed_dim",
                 format!(
@@ -432,7 +432,7 @@ impl StageConfig {
                 ),
             );
         }
-        if m.pos_merging_style == PosMerging::AddSincos && m.embed_dim % 4 != 0 {
+        if m.pos_merging_style == PosMerging::AddSincos && !m.embed_dim.is_multiple_of(4) {
             return fail(
                 "MODEL.embed_dim",
                 format!("{} must be a multiple of 4 for add_sincos", m.embed_dim),

@@ -338,7 +338,7 @@ mod tests {
             ("r 2 500\nr.dat 16 200\n", "number of signals"),
             ("r 1 fast\nr.dat 16\n", "sampling frequency"),
             ("r 1 500 -3\nr.dat 16\n", "number of samples"),
-            ("r 1 500\nr.dat sixteen\n", "format"),
+            ("r 1 500\nr.dat abc\n", "format"),
             ("r 1 500\nr.dat 16+x\n", "format byte offset"),
             ("r 1 500\nr.dat 16 12(3/mV\n", "baseline"),
             ("r 1 500\nr.dat 16 abc/mV\n", "ADC gain"),

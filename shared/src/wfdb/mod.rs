@@ -212,22 +212,20 @@ pub fn read_record_with(record: &Path, opts: ReadOptions) -> Result<Record, Wfdb
             description: spec.description.clone(),
             reason,
         };
+        let to_mv = units_to_mv(&spec.units).ok_or_else(|| {
+            calib(format!(
+                "units '{}' are not a voltage (field: units)",
+                spec.units
+            ))
+        })?;
         let (offset, per_mv) = match scaling {
             Scaling::DigitalPerMillivolt(per_mv) => (0.0, per_mv),
-            _ => {
-                if spec.adc_gain == 0.0 {
-                    return Err(calib(
-                        "ADC gain 0 means uncalibrated: its samples have no millivolt value".into(),
-                    ));
-                }
-                let to_mv = units_to_mv(&spec.units).ok_or_else(|| {
-                    calib(format!(
-                        "units '{}' are not a voltage (field: units)",
-                        spec.units
-                    ))
-                })?;
-                (spec.baseline as f64, spec.adc_gain / to_mv)
+            _ if spec.adc_gain == 0.0 => {
+                return Err(calib(
+                    "ADC gain 0 means uncalibrated: its samples have no millivolt value".into(),
+                ));
             }
+            _ => (spec.baseline as f64, spec.adc_gain / to_mv),
         };
         let invalid_value = signal::invalid_sample(spec.format);
         let samples: Vec<f32> = values
