@@ -6,4 +6,8 @@
 //! - [`inspect`]: a record's summary (leads, rate, metadata, labels and their harmonisation).
 
 pub mod cli;
+pub mod data;
 pub mod inspect;
+pub mod metrics;
+pub mod model;
+pub mod rng;

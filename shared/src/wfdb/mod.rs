@@ -376,3 +376,71 @@ mod tests {
         assert_eq!(units_to_mv("mmHg"), None);
     }
 }
+
+/// Writes a record as WFDB format 16 (`NAME.hea` + `NAME.dat` in `dir`), leads in conventional
+/// order, `units_per_mv` ADC units per millivolt, baseline 0, with checksums. Values outside the
+/// 16-bit range are an error (they would wrap); NaN samples are written as format 16's invalid
+/// sentinel. Used to build fixtures in the layouts PhysioNet publishes.
+pub fn write_record(
+    record: &Record,
+    dir: &Path,
+    name: &str,
+    units_per_mv: f64,
+) -> Result<(), WfdbError> {
+    let dat_name = format!("{name}.dat");
+    let leads: Vec<(Lead, &[f32])> = record.leads().collect();
+    let n = record.len_samples();
+    let mut digital: Vec<Vec<i16>> = Vec::with_capacity(leads.len());
+    for (idx, (lead, samples)) in leads.iter().enumerate() {
+        let column = samples
+            .iter()
+            .map(|&v| {
+                if v.is_nan() {
+                    return Ok(i16::MIN);
+                }
+                let d = (v as f64 * units_per_mv).round();
+                if d <= i16::MIN as f64 || d > i16::MAX as f64 {
+                    return Err(WfdbError::Calibration {
+                        file: dat_name.clone(),
+                        signal: idx,
+                        description: lead.name().to_string(),
+                        reason: format!("{v} mV does not fit format 16 at {units_per_mv}/mV"),
+                    });
+                }
+                Ok(d as i16)
+            })
+            .collect::<Result<Vec<i16>, _>>()?;
+        digital.push(column);
+    }
+    let mut bytes = Vec::with_capacity(n * leads.len() * 2);
+    for k in 0..n {
+        for column in &digital {
+            bytes.extend_from_slice(&column[k].to_le_bytes());
+        }
+    }
+    let mut header = format!(
+        "{name} {} {} {n}\n",
+        leads.len(),
+        record.sample_rate_hz()
+    );
+    for ((lead, _), column) in leads.iter().zip(&digital) {
+        let checksum = column.iter().map(|&v| v as i64).sum::<i64>() as i16;
+        let first = column.first().copied().unwrap_or(0);
+        header.push_str(&format!(
+            "{dat_name} 16 {units_per_mv}(0)/mV 16 0 {first} {checksum} 0 {}\n",
+            lead.name()
+        ));
+    }
+    if let Some(age) = record.meta.age_years {
+        header.push_str(&format!("# Age: {age}\n"));
+    }
+    if let Some(sex) = record.meta.sex {
+        header.push_str(&format!("# Sex: {sex:?}\n"));
+    }
+    let io = |path: PathBuf| move |source| WfdbError::Io { path, source };
+    let dat = dir.join(&dat_name);
+    std::fs::write(&dat, bytes).map_err(io(dat.clone()))?;
+    let hea = dir.join(format!("{name}.hea"));
+    std::fs::write(&hea, header).map_err(io(hea.clone()))?;
+    Ok(())
+}

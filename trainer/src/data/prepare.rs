@@ -1,0 +1,396 @@
+//! `eknet-train prepare`: turns PhysioNet layouts into the seed's training layout (`.ecgzip`
+//! records plus `k{fold}_*.csv` split files and a class distribution), with labels harmonised
+//! onto PTB-XL SCP statements and a report of everything skipped or unmapped.
+
+use super::split::{ClassRow, SplitRow, write_distribution, write_split};
+use crate::rng::Rng;
+use anyhow::{Context, Result, bail};
+use eknet_shared::labels::{Harmoniser, ScpTable, UnmappedReport};
+use eknet_shared::layout::WINDOW_SAMPLES;
+use eknet_shared::preprocess::to_model_rate;
+use eknet_shared::{Record, Sex, SourceLabel, ecgzip, wfdb};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What `prepare` wrote and skipped.
+#[derive(Debug, Default, Serialize)]
+pub struct PrepareReport {
+    /// Records written.
+    pub records: usize,
+    /// Records per split.
+    pub train: usize,
+    /// Validation records.
+    pub val: usize,
+    /// Test records.
+    pub test: usize,
+    /// Classes kept, in output order, with their counts.
+    pub classes: Vec<(String, usize)>,
+    /// Records skipped, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Labels that did not map onto SCP statements.
+    pub unmapped: UnmappedReport,
+    /// SCP codes present in the data but not kept as classes, with counts.
+    pub dropped_classes: BTreeMap<String, usize>,
+}
+
+/// A record ready to be split: where its `.ecgzip` went and its SCP codes.
+struct Prepared {
+    path: String,
+    codes: Vec<String>,
+    fold: Option<u32>,
+}
+
+/// Options of `prepare --format wfdb`.
+#[derive(Debug, Clone)]
+pub struct WfdbPrepare {
+    /// Fold number in the file names (`k{fold}_train.csv`).
+    pub fold: u32,
+    /// Seed of the record-level split.
+    pub seed: u64,
+    /// Fraction of records for validation.
+    pub val_fraction: f64,
+    /// Fraction of records for test.
+    pub test_fraction: f64,
+    /// Keep SCP codes with at least this many records (when `classes` is not given).
+    pub min_count: usize,
+    /// Explicit class list (SCP codes, output order).
+    pub classes: Option<Vec<String>>,
+}
+
+fn find_headers(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for e in entries {
+        let p = e?.path();
+        if p.is_dir() {
+            find_headers(&p, out)?;
+        } else if p.extension().is_some_and(|x| x == "hea") {
+            out.push(p.with_extension(""));
+        }
+    }
+    Ok(())
+}
+
+/// Records shorter than one window at 500 Hz cannot be trained on; they are reported.
+fn usable(record: &Record) -> Result<(), String> {
+    let r = to_model_rate(record).map_err(|e| e.to_string())?;
+    if r.len_samples() < WINDOW_SAMPLES {
+        return Err(format!("{:.2} s is shorter than the 10 s window", r.duration_s()));
+    }
+    Ok(())
+}
+
+fn write_record(record: &Record, out: &Path, rel: &str) -> Result<()> {
+    let path = out.join(format!("{rel}.ecgzip"));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let full = record.clone().with_derived_limb_leads()?;
+    ecgzip::write(&full, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `prepare --format wfdb`: every WFDB record under `inputs`, labels harmonised with `harmoniser`,
+/// split by record with a fixed seed.
+pub fn prepare_wfdb(
+    inputs: &[PathBuf],
+    out: &Path,
+    harmoniser: &Harmoniser,
+    opts: &WfdbPrepare,
+) -> Result<PrepareReport> {
+    if !(0.0..1.0).contains(&(opts.val_fraction + opts.test_fraction)) {
+        bail!("--val-fraction plus --test-fraction must be below 1");
+    }
+    let mut report = PrepareReport::default();
+    let mut prepared = Vec::new();
+    for input in inputs {
+        let source = input
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "records".into());
+        let mut headers = Vec::new();
+        find_headers(input, &mut headers)?;
+        headers.sort();
+        if headers.is_empty() {
+            bail!("no WFDB header (.hea) under {}", input.display());
+        }
+        for h in headers {
+            let record = match wfdb::read_record(&h) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.skipped.push((h.display().to_string(), e.to_string()));
+                    continue;
+                }
+            };
+            if let Err(why) = usable(&record) {
+                report.skipped.push((h.display().to_string(), why));
+                continue;
+            }
+            let harmonised = harmoniser.harmonise(&record.meta.source_labels);
+            report.unmapped.add(&harmonised);
+            let rel = format!("records/{source}/{}", record.meta.id);
+            write_record(&record, out, &rel)?;
+            prepared.push(Prepared {
+                path: rel,
+                codes: harmonised.scp_codes,
+                fold: None,
+            });
+        }
+    }
+    let classes = choose_classes(&prepared, harmoniser.scp(), opts.classes.as_deref(), opts.min_count)?;
+    // Record-level split with a fixed seed: shuffle once, cut.
+    let mut order: Vec<usize> = (0..prepared.len()).collect();
+    Rng::new(opts.seed).shuffle(&mut order);
+    let n = order.len();
+    let n_test = (n as f64 * opts.test_fraction).round() as usize;
+    let n_val = (n as f64 * opts.val_fraction).round() as usize;
+    let mut split = vec![0u8; n]; // 0 train, 1 val, 2 test
+    for (rank, &i) in order.iter().enumerate() {
+        split[i] = if rank < n_test {
+            2
+        } else if rank < n_test + n_val {
+            1
+        } else {
+            0
+        };
+    }
+    write_outputs(out, opts.fold, &prepared, &split, &classes, &mut report)?;
+    Ok(report)
+}
+
+/// Classes in SCP table order: the explicit list, or every code (but SR) with `min_count` records.
+fn choose_classes(
+    prepared: &[Prepared],
+    scp: &ScpTable,
+    explicit: Option<&[String]>,
+    min_count: usize,
+) -> Result<Vec<String>> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in prepared {
+        for c in &p.codes {
+            *counts.entry(c.as_str()).or_default() += 1;
+        }
+    }
+    let classes: Vec<String> = match explicit {
+        Some(list) => {
+            for c in list {
+                if scp.get(c).is_none() {
+                    bail!("class '{c}' is not a PTB-XL SCP statement");
+                }
+            }
+            list.to_vec()
+        }
+        None => scp
+            .eknet_classes()
+            .into_iter()
+            .filter(|s| counts.get(s.code.as_str()).copied().unwrap_or(0) >= min_count)
+            .map(|s| s.code.clone())
+            .collect(),
+    };
+    if classes.is_empty() {
+        bail!("no class has at least {min_count} records; lower --min-count or name --classes");
+    }
+    Ok(classes)
+}
+
+fn write_outputs(
+    out: &Path,
+    fold: u32,
+    prepared: &[Prepared],
+    split: &[u8],
+    classes: &[String],
+    report: &mut PrepareReport,
+) -> Result<()> {
+    let mut rows: [Vec<SplitRow>; 3] = Default::default();
+    let mut dist: Vec<ClassRow> = classes
+        .iter()
+        .enumerate()
+        .map(|(idx, name)| ClassRow { idx, name: name.clone(), all: 0, train: 0, val: 0 })
+        .collect();
+    for (p, &s) in prepared.iter().zip(split) {
+        let labels: Vec<String> = classes.iter().filter(|c| p.codes.contains(c)).cloned().collect();
+        for c in &p.codes {
+            if !classes.contains(c) {
+                *report.dropped_classes.entry(c.clone()).or_default() += 1;
+            }
+        }
+        for row in dist.iter_mut().filter(|r| labels.contains(&r.name)) {
+            row.all += 1;
+            match s {
+                0 => row.train += 1,
+                1 => row.val += 1,
+                _ => {}
+            }
+        }
+        rows[s as usize].push(SplitRow { path: p.path.clone(), labels });
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, r) in ["train", "val", "test"].iter().zip(&rows) {
+        write_split(&out.join(format!("k{fold}_{name}.csv")), r)?;
+    }
+    write_distribution(&out.join(format!("k{fold}_distribution.csv")), &dist)?;
+    report.records = prepared.len();
+    report.train = rows[0].len();
+    report.val = rows[1].len();
+    report.test = rows[2].len();
+    report.classes = dist.iter().map(|r| (r.name.clone(), r.all)).collect();
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(out.join(format!("k{fold}_prepare_report.json")), json)?;
+    Ok(())
+}
+
+/// How PTB-XL records are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PtbxlSplit {
+    /// `strat_fold` 1-8 train, 9 validation, 10 test (the field's standard).
+    StratFold,
+    /// The seed's random 70/30 train/validation split of all records (no test split).
+    Random70_30 {
+        /// Shuffle seed.
+        seed: u64,
+    },
+}
+
+/// Options of `prepare --format ptbxl`.
+#[derive(Debug, Clone)]
+pub struct PtbxlPrepare {
+    /// Fold number in file names.
+    pub fold: u32,
+    /// Read `records500/` (500 Hz) or `records100/` (100 Hz, resampled later).
+    pub use_500hz: bool,
+    /// Split rule.
+    pub split: PtbxlSplit,
+    /// Class list (default: the 70 EKnet classes).
+    pub classes: Option<Vec<String>>,
+}
+
+/// Parses PTB-XL's `scp_codes` column, a Python dict literal such as
+/// `{'NORM': 100.0, 'SR': 0.0}`, into its codes (every listed statement counts as present).
+pub fn parse_scp_codes(text: &str) -> Result<Vec<String>> {
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .with_context(|| format!("scp_codes '{text}' is not a {{..}} literal"))?;
+    if inner.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    inner
+        .split(',')
+        .map(|kv| {
+            let key = kv.split(':').next().unwrap_or("").trim();
+            key.strip_prefix('\'')
+                .and_then(|k| k.strip_suffix('\''))
+                .map(str::to_string)
+                .with_context(|| format!("scp_codes entry '{kv}' has no quoted code"))
+        })
+        .collect()
+}
+
+/// `prepare --format ptbxl`: PhysioNet's PTB-XL layout to the seed's.
+pub fn prepare_ptbxl(input: &Path, out: &Path, opts: &PtbxlPrepare) -> Result<PrepareReport> {
+    let scp_path = input.join("scp_statements.csv");
+    let scp = ScpTable::from_csv(&scp_path)?;
+    let db_path = input.join("ptbxl_database.csv");
+    let mut reader = csv::Reader::from_path(&db_path)
+        .with_context(|| format!("opening {} (is --input a PTB-XL folder?)", db_path.display()))?;
+    let headers = reader.headers()?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: missing column '{name}'", db_path.display()))
+    };
+    let file_col = col(if opts.use_500hz { "filename_hr" } else { "filename_lr" })?;
+    let (c_id, c_codes, c_fold, c_age, c_sex) =
+        (col("ecg_id")?, col("scp_codes")?, col("strat_fold")?, col("age")?, col("sex")?);
+    let mut report = PrepareReport::default();
+    let mut prepared = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{} row {}", db_path.display(), i + 2))?;
+        let get = |c: usize| row.get(c).unwrap_or("").trim();
+        let rel = get(file_col).to_string();
+        let fold: u32 = get(c_fold)
+            .parse::<f64>()
+            .map(|f| f as u32)
+            .with_context(|| format!("{} row {}: strat_fold '{}'", db_path.display(), i + 2, get(c_fold)))?;
+        let codes = parse_scp_codes(get(c_codes))
+            .with_context(|| format!("{} row {} (ecg_id {})", db_path.display(), i + 2, get(c_id)))?;
+        let mut record = match wfdb::read_record(&input.join(&rel)) {
+            Ok(r) => r,
+            Err(e) => {
+                report.skipped.push((rel, e.to_string()));
+                continue;
+            }
+        };
+        record.meta.id = get(c_id).to_string();
+        record.meta.age_years = get(c_age).parse::<f32>().ok();
+        // PTB-XL codes sex as 0 = male, 1 = female.
+        record.meta.sex = match get(c_sex) {
+            "0" | "0.0" => Some(Sex::Male),
+            "1" | "1.0" => Some(Sex::Female),
+            _ => None,
+        };
+        record.meta.source_labels = codes.iter().cloned().map(SourceLabel::Scp).collect();
+        if let Err(why) = usable(&record) {
+            report.skipped.push((rel, why));
+            continue;
+        }
+        let unknown: Vec<SourceLabel> =
+            codes.iter().filter(|c| scp.get(c).is_none()).cloned().map(SourceLabel::Scp).collect();
+        report.unmapped.add(&eknet_shared::labels::HarmonisedLabels {
+            scp_codes: Vec::new(),
+            mapped: Vec::new(),
+            unmapped: unknown
+                .into_iter()
+                .map(|label| eknet_shared::labels::UnmappedLabel {
+                    label,
+                    name: None,
+                    reason: eknet_shared::labels::UnmappedReason::Unrecognised,
+                })
+                .collect(),
+        });
+        write_record(&record, out, &rel)?;
+        prepared.push(Prepared { path: rel, codes, fold: Some(fold) });
+    }
+    let classes = match &opts.classes {
+        Some(list) => choose_classes(&prepared, &scp, Some(list), 0)?,
+        None => scp.eknet_classes().into_iter().map(|s| s.code.clone()).collect(),
+    };
+    let split: Vec<u8> = match opts.split {
+        PtbxlSplit::StratFold => prepared
+            .iter()
+            .map(|p| match p.fold {
+                Some(10) => 2,
+                Some(9) => 1,
+                _ => 0,
+            })
+            .collect(),
+        PtbxlSplit::Random70_30 { seed } => {
+            let mut order: Vec<usize> = (0..prepared.len()).collect();
+            Rng::new(seed).shuffle(&mut order);
+            let n_val = (prepared.len() as f64 * 0.3).round() as usize;
+            let mut s = vec![0u8; prepared.len()];
+            for &i in &order[..n_val] {
+                s[i] = 1;
+            }
+            s
+        }
+    };
+    write_outputs(out, opts.fold, &prepared, &split, &classes, &mut report)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scp_code_dicts_parse() {
+        assert_eq!(
+            parse_scp_codes("{'NORM': 100.0, 'LVOLT': 0.0, 'SR': 0.0}").unwrap(),
+            vec!["NORM", "LVOLT", "SR"]
+        );
+        assert_eq!(parse_scp_codes("{}").unwrap(), Vec::<String>::new());
+        assert!(parse_scp_codes("NORM").is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! Multi-head attention written out (q, k, v, output projections, scaled dot product, softmax)
+//! so the hand-written ONNX graph can mirror it op for op, and so the weights come back.
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+/// Multi-head attention with biased projections and no dropout.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Query projection.
+    pub query: Linear<B>,
+    /// Key projection.
+    pub key: Linear<B>,
+    /// Value projection.
+    pub value: Linear<B>,
+    /// Output projection.
+    pub output: Linear<B>,
+    /// Number of heads.
+    pub heads: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// Width `d_model` split over `heads`.
+    pub fn new(d_model: usize, heads: usize, device: &B::Device) -> Self {
+        let lin = || LinearConfig::new(d_model, d_model).init(device);
+        Attention {
+            query: lin(),
+            key: lin(),
+            value: lin(),
+            output: lin(),
+            heads,
+        }
+    }
+
+    /// Attends `q` `[batch, lq, d]` over `kv` `[batch, lk, d]`. Returns the output `[batch, lq, d]`
+    /// and, when asked, the weights averaged over heads `[batch, lq, lk]`.
+    pub fn forward(
+        &self,
+        q: Tensor<B, 3>,
+        kv: Tensor<B, 3>,
+        want_weights: bool,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        let [b, lq, d] = q.dims();
+        let lk = kv.dims()[1];
+        let h = self.heads;
+        let dh = d / h;
+        let split = |x: Tensor<B, 3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2); // [b, h, l, dh]
+        let qh = split(self.query.forward(q), lq);
+        let kh = split(self.key.forward(kv.clone()), lk);
+        let vh = split(self.value.forward(kv), lk);
+        let scores = qh.matmul(kh.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()); // [b, h, lq, lk]
+        let weights = softmax(scores, 3);
+        let ctx = weights.clone().matmul(vh); // [b, h, lq, dh]
+        let out = self.output.forward(ctx.swap_dims(1, 2).reshape([b, lq, d]));
+        let w = want_weights.then(|| weights.mean_dim(1).reshape([b, lq, lk]));
+        (out, w)
+    }
+}

@@ -1,0 +1,75 @@
+//! One transformer block (attention then MLP, each with a residual and a LayerNorm) in either
+//! norm placement: the release's residual post-norm `x + LN(f(x))` or pre-norm `x + f(LN(x))`.
+
+use super::attention::Attention;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+
+/// Norm placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// `x = x + LN(f(x))` (the release's; default).
+    ResPost,
+    /// `x = x + f(LN(x))`.
+    Pre,
+}
+
+/// Attention + MLP block.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// Attention.
+    pub attn: Attention<B>,
+    /// Norm around attention.
+    pub norm1: LayerNorm<B>,
+    /// MLP expansion (D to 4D).
+    pub fc1: Linear<B>,
+    /// MLP projection (4D to D).
+    pub fc2: Linear<B>,
+    /// Norm around the MLP.
+    pub norm2: LayerNorm<B>,
+    /// True for pre-norm.
+    pub pre_norm: bool,
+}
+
+impl<B: Backend> Block<B> {
+    /// A block of width `d_model`, `heads` heads, MLP hidden `4 * d_model`.
+    pub fn new(d_model: usize, heads: usize, norm: NormPlacement, device: &B::Device) -> Self {
+        Block {
+            attn: Attention::new(d_model, heads, device),
+            norm1: LayerNormConfig::new(d_model).init(device),
+            fc1: LinearConfig::new(d_model, 4 * d_model).init(device),
+            fc2: LinearConfig::new(4 * d_model, d_model).init(device),
+            norm2: LayerNormConfig::new(d_model).init(device),
+            pre_norm: norm == NormPlacement::Pre,
+        }
+    }
+
+    fn mlp(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+
+    /// Self-attention when `kv` is `None`, else cross-attention of `x` over `kv`. Returns the new
+    /// `x` and, when asked, the attention weights averaged over heads.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        kv: Option<Tensor<B, 3>>,
+        want_weights: bool,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        if self.pre_norm {
+            let xn = self.norm1.forward(x.clone());
+            let kv = kv.unwrap_or_else(|| xn.clone());
+            let (a, w) = self.attn.forward(xn, kv, want_weights);
+            let x = x + a;
+            let x = x.clone() + self.mlp(self.norm2.forward(x));
+            (x, w)
+        } else {
+            let kv = kv.unwrap_or_else(|| x.clone());
+            let (a, w) = self.attn.forward(x.clone(), kv, want_weights);
+            let x = x + self.norm1.forward(a);
+            let x = x.clone() + self.norm2.forward(self.mlp(x));
+            (x, w)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The model's shapes in every stage and variant, token drop counts, attention normalisation.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use burn::backend::Flex;
+use burn::prelude::*;
+use eknet_shared::config::PosMerging;
+use eknet_trainer::model::block::NormPlacement;
+use eknet_trainer::model::{DropPlan, Eknet, EknetConfig, Stage, scores, token_groups};
+use eknet_trainer::rng::Rng;
+
+type B = Flex;
+
+fn tiny(stage: Stage, merging: PosMerging, norm: NormPlacement, lead_split: bool, full_ii: bool) -> EknetConfig {
+    EknetConfig {
+        stage,
+        d_model: 16,
+        depth: 1,
+        heads: 2,
+        knowledge_depth: 2,
+        num_classes: 3,
+        merging,
+        norm,
+        lead_split,
+        full_ii_head: full_ii,
+    }
+}
+
+fn input(batch: usize) -> Tensor<B, 3> {
+    let dev = Default::default();
+    Tensor::<B, 3>::random([batch, 15, 1250], burn::tensor::Distribution::Normal(0.0, 0.5), &dev)
+}
+
+#[test]
+fn every_variant_has_the_right_shapes() {
+    let dev = Default::default();
+    for merging in [PosMerging::ConcatMlp, PosMerging::AddSincos] {
+        for norm in [NormPlacement::ResPost, NormPlacement::Pre] {
+            for (stage, split, full_ii) in [
+                (Stage::Pretrain, false, true),
+                (Stage::Pretrain, false, false),
+                (Stage::Classify, true, true),
+                (Stage::Classify, false, true),
+            ] {
+                let cfg = tiny(stage, merging, norm, split, full_ii);
+                let m = Eknet::<B>::new(&cfg, &dev);
+                let out = m.forward(input(2), None);
+                let att = out.attention.unwrap();
+                assert_eq!(att.dims(), [2, cfg.queries(), 750]);
+                // Attention of each query sums to 1 over the 750 tokens.
+                let sums = att.sum_dim(2).into_data().to_vec::<f32>().unwrap();
+                assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-4), "{sums:?}");
+                match stage {
+                    Stage::Pretrain => assert_eq!(out.reconstruction.unwrap().dims(), [2, 15, 1250]),
+                    Stage::Classify => {
+                        let logits = out.logits.unwrap();
+                        assert_eq!(logits.dims(), [2, 3, 2]);
+                        let s = scores(logits).into_data().to_vec::<f32>().unwrap();
+                        assert!(s.iter().all(|&p| (0.0..=1.0).contains(&p)));
+                    }
+                }
+                // With a drop plan the forward pass still gives full-size outputs.
+                let groups = token_groups(split);
+                let plan = DropPlan::draw(&groups, 2, 0.65, &mut Rng::new(1));
+                let out = m.forward(input(2), Some(&plan));
+                assert!(out.attention.is_none(), "no attention map at training");
+                assert!(out.reconstruction.is_some() || out.logits.is_some());
+            }
+        }
+    }
+}
+
+#[test]
+fn token_drop_keeps_exactly_floor_n_times_one_minus_r() {
+    let mut rng = Rng::new(5);
+    for (split, ratio) in [(false, 0.85), (true, 0.65), (false, 0.0)] {
+        let groups = token_groups(split);
+        let plan = DropPlan::draw(&groups, 4, ratio, &mut rng);
+        for (g, group) in groups.iter().enumerate() {
+            let expect = (group.len() as f64 * (1.0 - ratio)).floor() as usize;
+            for kept in &plan.keep[g] {
+                assert_eq!(kept.len(), expect);
+                assert!(kept.iter().all(|t| group.contains(t)), "kept tokens come from their group");
+                assert!(kept.windows(2).all(|w| w[0] < w[1]), "no repeats");
+            }
+        }
+        if ratio > 0.0 {
+            assert_ne!(plan.keep[0][0], plan.keep[0][1], "samples draw independently");
+        }
+    }
+    // Stage 1 (one group of 750) at 0.85 keeps floor(750 * 0.15) = 112.
+    let plan = DropPlan::draw(&token_groups(false), 1, 0.85, &mut rng);
+    assert_eq!(plan.keep[0][0].len(), 112);
+    let dropped: f32 = plan.dropped_mask(1).iter().sum();
+    assert_eq!(dropped, 750.0 - 112.0);
+}
+
+#[test]
+fn forward_is_deterministic_and_depends_on_the_input() {
+    let dev = Default::default();
+    let cfg = tiny(Stage::Classify, PosMerging::ConcatMlp, NormPlacement::ResPost, true, true);
+    let m = Eknet::<B>::new(&cfg, &dev);
+    let x = input(1);
+    let a = scores(m.forward(x.clone(), None).logits.unwrap()).into_data().to_vec::<f32>().unwrap();
+    let b = scores(m.forward(x.clone(), None).logits.unwrap()).into_data().to_vec::<f32>().unwrap();
+    assert_eq!(a, b);
+    let c = scores(m.forward(x * 2.0, None).logits.unwrap()).into_data().to_vec::<f32>().unwrap();
+    assert_ne!(a, c);
+}
