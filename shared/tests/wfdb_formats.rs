@@ -116,11 +116,23 @@ fn written_records_read_back_to_within_half_a_unit() {
     let src = wfdb::read_record(&common_data().join("cinc/records/HR20715")).unwrap();
     wfdb::write_record(&src, tmp.path(), "copy", 1000.0).unwrap();
     let back = wfdb::read_record(&tmp.path().join("copy")).unwrap();
-    assert_eq!((back.sample_rate_hz(), back.len_samples()), (src.sample_rate_hz(), src.len_samples()));
-    assert_eq!((back.meta.age_years, back.meta.sex), (src.meta.age_years, src.meta.sex));
+    assert_eq!(
+        (back.sample_rate_hz(), back.len_samples()),
+        (src.sample_rate_hz(), src.len_samples())
+    );
+    assert_eq!(
+        (back.meta.age_years, back.meta.sex),
+        (src.meta.age_years, src.meta.sex)
+    );
     for (lead, samples) in src.leads() {
         let b = back.lead(lead).unwrap();
-        assert!(samples.iter().zip(b).all(|(x, y)| (x - y).abs() <= 0.0005 + 1e-6), "{lead}");
+        assert!(
+            samples
+                .iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 0.0005 + 1e-6),
+            "{lead}"
+        );
     }
     let mut big = vec![(Lead::II, vec![0.0f32; 3])];
     big[0].1[1] = 40.0; // 40 mV at 1000/mV overflows 16 bits

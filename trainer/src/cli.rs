@@ -1,10 +1,46 @@
 //! The `eknet-train` command line: argument definitions (clap) and dispatch to each command.
 
+use crate::data::prepare::{PtbxlPrepare, PtbxlSplit, WfdbPrepare, prepare_ptbxl, prepare_wfdb};
+use crate::device::{self, DeviceChoice};
+use crate::evaluate::{self, EvalSplit};
 use crate::inspect::{Inspection, inspect};
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use eknet_shared::{ecgzip, io};
+use crate::model::Stage;
+use crate::train::{self, TrainOptions};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use eknet_shared::config::StageConfig;
+use eknet_shared::labels::Harmoniser;
+use eknet_shared::{data, ecgzip, io};
 use std::path::PathBuf;
+
+/// Input layouts `prepare` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// PhysioNet's PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records500/).
+    Ptbxl,
+    /// Folders of WFDB records (LUDB, CinC) with labels harmonised onto SCP statements.
+    Wfdb,
+}
+
+/// Options shared by both training commands.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// The stage config (seed layout; see configs/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// cpu, or cuda:N (needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Continue from the run's last checkpoint (RUN/last) if there is one.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs in this invocation (the LR schedule still spans NUM_EPOCHS).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
 
 /// EKnet trainer: inspect and convert ECG records (training, evaluation and export follow).
 #[derive(Debug, Parser)]
@@ -32,6 +68,78 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Turn a PhysioNet layout into the seed's training layout: .ecgzip records, k{fold}_train /
+    /// _val / _test.csv and k{fold}_distribution.csv, plus a report of skipped records and
+    /// unmapped labels.
+    Prepare {
+        /// Input layout.
+        #[arg(long, value_enum)]
+        format: Format,
+        /// Input folder (repeat --input for several WFDB folders).
+        #[arg(long, required = true)]
+        input: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fold number in the file names.
+        #[arg(long, default_value_t = 0)]
+        fold: u32,
+        /// Seed of random splits.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// WFDB: fraction of records for validation.
+        #[arg(long, default_value_t = 0.15)]
+        val_fraction: f64,
+        /// WFDB: fraction of records for test.
+        #[arg(long, default_value_t = 0.15)]
+        test_fraction: f64,
+        /// WFDB: keep SCP codes with at least this many records as classes.
+        #[arg(long, default_value_t = 10)]
+        min_count: usize,
+        /// Class list (SCP codes, comma separated, output order). Default: PTB-XL, the 70 EKnet
+        /// classes; WFDB, every code with --min-count records.
+        #[arg(long, value_delimiter = ',')]
+        classes: Option<Vec<String>>,
+        /// PTB-XL: read records100/ instead of records500/.
+        #[arg(long)]
+        records100: bool,
+        /// PTB-XL: the seed's random 70/30 train/validation split instead of strat_fold 1-8/9/10.
+        #[arg(long)]
+        random_split: bool,
+        /// WFDB: folder with ptbxl/scp_statements.csv and the CinC mapping files (default: the
+        /// shared data folder).
+        #[arg(long)]
+        tables: Option<PathBuf>,
+    },
+    /// Stage 1 (self-learning): masked lead reconstruction.
+    Pretrain(TrainArgs),
+    /// Stage 2 (classification), starting from stage 1 when the config's Using_Pertrain is true.
+    Finetune(TrainArgs),
+    /// Score a stage-2 checkpoint: thresholds fitted on validation, metrics with bootstrap
+    /// intervals, JSON, CSV and PNG plots.
+    Evaluate {
+        /// Checkpoint folder (RUN/best or RUN/last).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Split to report.
+        #[arg(long, value_enum, default_value = "test")]
+        split: EvalSplit,
+        /// Output folder (default: CHECKPOINT/eval_SPLIT).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Bootstrap resamples for the 95 % intervals.
+        #[arg(long, default_value_t = 1000)]
+        bootstrap: usize,
+        /// cpu, or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+    },
+    /// (internal) Touch a CUDA device; used to turn burn's panic on a missing GPU into an error.
+    #[command(hide = true)]
+    ProbeCuda {
+        /// Device index.
+        index: usize,
+    },
     /// Write a record's 12 leads, at its own rate, in millivolts, as a seed `.ecgzip`
     /// (III, aVR, aVL, aVF derived from I and II where the record lacks them).
     Convert {
@@ -58,6 +166,143 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Prepare {
+            format,
+            input,
+            out,
+            fold,
+            seed,
+            val_fraction,
+            test_fraction,
+            min_count,
+            classes,
+            records100,
+            random_split,
+            tables,
+        } => {
+            let report = match format {
+                Format::Wfdb => {
+                    let tables = match tables {
+                        Some(t) => t,
+                        None => data::require_data_dir(&std::env::current_dir()?)
+                            .map_err(anyhow::Error::msg)?,
+                    };
+                    let harmoniser = Harmoniser::from_data_dir(&tables)?;
+                    let opts = WfdbPrepare {
+                        fold,
+                        seed,
+                        val_fraction,
+                        test_fraction,
+                        min_count,
+                        classes,
+                    };
+                    prepare_wfdb(&input, &out, &harmoniser, &opts)?
+                }
+                Format::Ptbxl => {
+                    let [dir] = input.as_slice() else {
+                        bail!("--format ptbxl takes one --input folder");
+                    };
+                    let split = if random_split {
+                        PtbxlSplit::Random70_30 { seed }
+                    } else {
+                        PtbxlSplit::StratFold
+                    };
+                    let opts = PtbxlPrepare {
+                        fold,
+                        use_500hz: !records100,
+                        split,
+                        classes,
+                    };
+                    prepare_ptbxl(dir, &out, &opts)?
+                }
+            };
+            println!(
+                "prepared {} records into {}: train {}, val {}, test {}; {} classes; {} skipped; {} of {} labels unmapped",
+                report.records,
+                out.display(),
+                report.train,
+                report.val,
+                report.test,
+                report.classes.len(),
+                report.skipped.len(),
+                report.unmapped.unmapped_count(),
+                report.unmapped.labels
+            );
+            for (name, n) in &report.classes {
+                println!("  class {name:<8} {n} records");
+            }
+            for (path, why) in report.skipped.iter().take(20) {
+                println!("  skipped {path}: {why}");
+            }
+            Ok(())
+        }
+        Command::Pretrain(args) => run_training(args, Stage::Pretrain),
+        Command::Finetune(args) => run_training(args, Stage::Classify),
+        Command::Evaluate {
+            checkpoint,
+            split,
+            out,
+            bootstrap,
+            device,
+        } => {
+            let out = out.unwrap_or_else(|| {
+                checkpoint.join(format!("eval_{}", format!("{split:?}").to_lowercase()))
+            });
+            let report = match device {
+                DeviceChoice::Cpu => evaluate::run::<device::Cpu>(
+                    &checkpoint,
+                    split,
+                    &out,
+                    bootstrap,
+                    &Default::default(),
+                )?,
+                DeviceChoice::Cuda(i) => {
+                    device::check_cuda(i)?;
+                    #[cfg(feature = "cuda")]
+                    {
+                        evaluate::run::<device::Gpu>(
+                            &checkpoint,
+                            split,
+                            &out,
+                            bootstrap,
+                            &burn::backend::cuda::CudaDevice::new(i),
+                        )?
+                    }
+                    #[cfg(not(feature = "cuda"))]
+                    unreachable!("check_cuda fails without the cuda feature")
+                }
+            };
+            let s = &report.summary;
+            println!(
+                "{} split, {} records: macro AUC {:.4} [{:.4}, {:.4}], micro AUC {:.4}, macro F1 {:.4} [{:.4}, {:.4}] (at 0.5: {:.4}), micro F1 {:.4}",
+                report.split,
+                report.records,
+                s.macro_auc.value,
+                s.macro_auc.low,
+                s.macro_auc.high,
+                s.micro_auc.value,
+                s.macro_f1.value,
+                s.macro_f1.low,
+                s.macro_f1.high,
+                s.macro_f1_at_half.value,
+                s.micro_f1.value
+            );
+            for c in &report.classes {
+                println!(
+                    "  {:<8} n={:<4} AUC {} F1 {:.3} P {:.3} R {:.3} (t={:.3})",
+                    c.name,
+                    c.support,
+                    c.auc.map_or("  -   ".to_string(), |a| format!("{a:.3}")),
+                    c.f1,
+                    c.precision,
+                    c.recall,
+                    c.threshold
+                );
+            }
+            println!("written to {}", out.display());
+            Ok(())
+        }
+        Command::ProbeCuda { index } => device::probe_cuda(index),
         Command::Convert { record, out } => {
             let r = io::read_any(&record)
                 .with_context(|| format!("reading {}", record.display()))?
@@ -76,4 +321,39 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_training(args: TrainArgs, stage: Stage) -> Result<()> {
+    let cfg = StageConfig::load(&args.config)?;
+    let opts = TrainOptions {
+        resume: args.resume,
+        quiet: args.quiet,
+        cache_dir: None,
+        stop_after: args.stop_after,
+    };
+    let outcome = match args.device {
+        DeviceChoice::Cpu => {
+            train::train::<device::CpuTrain>(&cfg, stage, &opts, &Default::default())?
+        }
+        DeviceChoice::Cuda(i) => {
+            device::check_cuda(i)?;
+            #[cfg(feature = "cuda")]
+            {
+                train::train::<device::GpuTrain>(
+                    &cfg,
+                    stage,
+                    &opts,
+                    &burn::backend::cuda::CudaDevice::new(i),
+                )?
+            }
+            #[cfg(not(feature = "cuda"))]
+            unreachable!("check_cuda fails without the cuda feature")
+        }
+    };
+    println!(
+        "done: {} epochs, checkpoints in {} (last/, best/)",
+        outcome.state.epochs_done,
+        outcome.run_dir.display()
+    );
+    Ok(())
 }

@@ -5,9 +5,13 @@
 //! - [`cli`]: the `eknet-train` commands.
 //! - [`inspect`]: a record's summary (leads, rate, metadata, labels and their harmonisation).
 
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod device;
+pub mod evaluate;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod rng;
+pub mod train;

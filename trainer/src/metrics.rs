@@ -176,7 +176,9 @@ pub struct Predictions<'a> {
 
 impl Predictions<'_> {
     fn column(&self, k: usize, rows: &[usize]) -> (Vec<f32>, Vec<bool>) {
-        rows.iter().map(|&r| (self.scores[r][k], self.labels[r][k])).unzip()
+        rows.iter()
+            .map(|&r| (self.scores[r][k], self.labels[r][k]))
+            .unzip()
     }
 
     fn aggregates(&self, rows: &[usize], thresholds: &[f32]) -> [f64; 5] {
@@ -198,7 +200,13 @@ impl Predictions<'_> {
             all_s.extend(s);
             all_l.extend(l);
         }
-        let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
         [
             mean(&aucs),
             roc_auc(&all_s, &all_l).unwrap_or(f64::NAN),
@@ -246,10 +254,22 @@ pub fn evaluate(
         })
         .collect();
     let interval = |m: usize| {
-        let mut v: Vec<f64> = samples.iter().map(|s| s[m]).filter(|x| x.is_finite()).collect();
+        let mut v: Vec<f64> = samples
+            .iter()
+            .map(|s| s[m])
+            .filter(|x| x.is_finite())
+            .collect();
         v.sort_by(f64::total_cmp);
-        let q = |p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
-        Interval { value: point[m], low: q(0.025), high: q(0.975) }
+        let q = |p: f64| {
+            v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Interval {
+            value: point[m],
+            low: q(0.025),
+            high: q(0.975),
+        }
     };
     let summary = Summary {
         macro_auc: interval(0),
@@ -267,8 +287,15 @@ mod tests {
 
     #[test]
     fn auc_matches_hand_computed_values() {
-        assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), Some(0.75));
-        assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5), "ties count half");
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+            Some(0.75)
+        );
+        assert_eq!(
+            roc_auc(&[0.5, 0.5], &[false, true]),
+            Some(0.5),
+            "ties count half"
+        );
         assert_eq!(roc_auc(&[0.2, 0.9], &[false, true]), Some(1.0));
         assert_eq!(roc_auc(&[0.2, 0.9], &[true, true]), None);
     }
@@ -293,13 +320,22 @@ mod tests {
         let labels: Vec<Vec<bool>> = (0..200).map(|i| vec![i % 3 == 0, i % 5 == 0]).collect();
         let scores: Vec<Vec<f32>> = labels
             .iter()
-            .map(|l| l.iter().map(|&y| (y as u8 as f32) * 0.3 + (rng.below(1000) as f32 / 1000.0) * 0.7).collect())
+            .map(|l| {
+                l.iter()
+                    .map(|&y| (y as u8 as f32) * 0.3 + (rng.below(1000) as f32 / 1000.0) * 0.7)
+                    .collect()
+            })
             .collect();
         let names = vec!["a".to_string(), "b".to_string()];
-        let p = Predictions { scores: &scores, labels: &labels };
+        let p = Predictions {
+            scores: &scores,
+            labels: &labels,
+        };
         let (per, sum) = evaluate(&names, &p, &[0.5, 0.5], 200, 1);
         assert_eq!(per[0].support, 67);
-        assert!(sum.macro_auc.low <= sum.macro_auc.value && sum.macro_auc.value <= sum.macro_auc.high);
+        assert!(
+            sum.macro_auc.low <= sum.macro_auc.value && sum.macro_auc.value <= sum.macro_auc.high
+        );
         assert!(sum.macro_auc.value > 0.6 && sum.macro_auc.high < 1.0);
     }
 }

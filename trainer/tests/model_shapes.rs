@@ -11,7 +11,13 @@ use eknet_trainer::rng::Rng;
 
 type B = Flex;
 
-fn tiny(stage: Stage, merging: PosMerging, norm: NormPlacement, lead_split: bool, full_ii: bool) -> EknetConfig {
+fn tiny(
+    stage: Stage,
+    merging: PosMerging,
+    norm: NormPlacement,
+    lead_split: bool,
+    full_ii: bool,
+) -> EknetConfig {
     EknetConfig {
         stage,
         d_model: 16,
@@ -28,7 +34,11 @@ fn tiny(stage: Stage, merging: PosMerging, norm: NormPlacement, lead_split: bool
 
 fn input(batch: usize) -> Tensor<B, 3> {
     let dev = Default::default();
-    Tensor::<B, 3>::random([batch, 15, 1250], burn::tensor::Distribution::Normal(0.0, 0.5), &dev)
+    Tensor::<B, 3>::random(
+        [batch, 15, 1250],
+        burn::tensor::Distribution::Normal(0.0, 0.5),
+        &dev,
+    )
 }
 
 #[test]
@@ -51,7 +61,9 @@ fn every_variant_has_the_right_shapes() {
                 let sums = att.sum_dim(2).into_data().to_vec::<f32>().unwrap();
                 assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-4), "{sums:?}");
                 match stage {
-                    Stage::Pretrain => assert_eq!(out.reconstruction.unwrap().dims(), [2, 15, 1250]),
+                    Stage::Pretrain => {
+                        assert_eq!(out.reconstruction.unwrap().dims(), [2, 15, 1250])
+                    }
                     Stage::Classify => {
                         let logits = out.logits.unwrap();
                         assert_eq!(logits.dims(), [2, 3, 2]);
@@ -80,12 +92,18 @@ fn token_drop_keeps_exactly_floor_n_times_one_minus_r() {
             let expect = (group.len() as f64 * (1.0 - ratio)).floor() as usize;
             for kept in &plan.keep[g] {
                 assert_eq!(kept.len(), expect);
-                assert!(kept.iter().all(|t| group.contains(t)), "kept tokens come from their group");
+                assert!(
+                    kept.iter().all(|t| group.contains(t)),
+                    "kept tokens come from their group"
+                );
                 assert!(kept.windows(2).all(|w| w[0] < w[1]), "no repeats");
             }
         }
         if ratio > 0.0 {
-            assert_ne!(plan.keep[0][0], plan.keep[0][1], "samples draw independently");
+            assert_ne!(
+                plan.keep[0][0], plan.keep[0][1],
+                "samples draw independently"
+            );
         }
     }
     // Stage 1 (one group of 750) at 0.85 keeps floor(750 * 0.15) = 112.
@@ -98,12 +116,27 @@ fn token_drop_keeps_exactly_floor_n_times_one_minus_r() {
 #[test]
 fn forward_is_deterministic_and_depends_on_the_input() {
     let dev = Default::default();
-    let cfg = tiny(Stage::Classify, PosMerging::ConcatMlp, NormPlacement::ResPost, true, true);
+    let cfg = tiny(
+        Stage::Classify,
+        PosMerging::ConcatMlp,
+        NormPlacement::ResPost,
+        true,
+        true,
+    );
     let m = Eknet::<B>::new(&cfg, &dev);
     let x = input(1);
-    let a = scores(m.forward(x.clone(), None).logits.unwrap()).into_data().to_vec::<f32>().unwrap();
-    let b = scores(m.forward(x.clone(), None).logits.unwrap()).into_data().to_vec::<f32>().unwrap();
+    let a = scores(m.forward(x.clone(), None).logits.unwrap())
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let b = scores(m.forward(x.clone(), None).logits.unwrap())
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     assert_eq!(a, b);
-    let c = scores(m.forward(x * 2.0, None).logits.unwrap()).into_data().to_vec::<f32>().unwrap();
+    let c = scores(m.forward(x * 2.0, None).logits.unwrap())
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     assert_ne!(a, c);
 }

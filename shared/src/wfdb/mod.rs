@@ -418,11 +418,7 @@ pub fn write_record(
             bytes.extend_from_slice(&column[k].to_le_bytes());
         }
     }
-    let mut header = format!(
-        "{name} {} {} {n}\n",
-        leads.len(),
-        record.sample_rate_hz()
-    );
+    let mut header = format!("{name} {} {} {n}\n", leads.len(), record.sample_rate_hz());
     for ((lead, _), column) in leads.iter().zip(&digital) {
         let checksum = column.iter().map(|&v| v as i64).sum::<i64>() as i16;
         let first = column.first().copied().unwrap_or(0);

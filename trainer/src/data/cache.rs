@@ -75,7 +75,8 @@ impl WindowCache {
         cache_dir: &Path,
         name: &str,
     ) -> Result<WindowCache> {
-        let csv_bytes = std::fs::read(split_csv).with_context(|| format!("reading {}", split_csv.display()))?;
+        let csv_bytes =
+            std::fs::read(split_csv).with_context(|| format!("reading {}", split_csv.display()))?;
         let fingerprint = fnv1a(&[
             &csv_bytes,
             classes.join("\n").as_bytes(),
@@ -93,20 +94,33 @@ impl WindowCache {
             return Ok(cache);
         }
         let rows = read_split(split_csv)?;
-        let index = build(&rows, data_dir, classes, fingerprint, &data_path, &index_path)?;
+        let index = build(
+            &rows,
+            data_dir,
+            classes,
+            fingerprint,
+            &data_path,
+            &index_path,
+        )?;
         WindowCache::map(index, &data_path)
     }
 
     fn map(index: CacheIndex, data_path: &Path) -> Result<WindowCache> {
-        let file = std::fs::File::open(data_path).with_context(|| format!("opening {}", data_path.display()))?;
+        let file = std::fs::File::open(data_path)
+            .with_context(|| format!("opening {}", data_path.display()))?;
         // SAFETY: the file is this cache's own output, written completely before its index was
         // renamed into place, and never modified afterwards (a rebuild writes a new file and
         // renames it over this one, which leaves this mapping's inode intact).
         #[allow(unsafe_code)]
-        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("mapping {}", data_path.display()))?;
+        let map = unsafe { Mmap::map(&file) }
+            .with_context(|| format!("mapping {}", data_path.display()))?;
         let expect = index.windows.len() * WINDOW_VALUES * 4;
         if map.len() != expect {
-            bail!("{}: {} bytes, index expects {expect}", data_path.display(), map.len());
+            bail!(
+                "{}: {} bytes, index expects {expect}",
+                data_path.display(),
+                map.len()
+            );
         }
         Ok(WindowCache { index, map })
     }
@@ -129,7 +143,11 @@ impl WindowCache {
     /// Appends window `i`'s 15 x 1250 values to `out`.
     pub fn copy_window(&self, i: usize, out: &mut Vec<f32>) {
         let bytes = &self.map[i * WINDOW_VALUES * 4..(i + 1) * WINDOW_VALUES * 4];
-        out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
     }
 
     /// Window indices of each record, in order.
@@ -157,10 +175,12 @@ fn build(
     index_path: &Path,
 ) -> Result<CacheIndex> {
     if let Some(parent) = data_path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let tmp = data_path.with_extension("f32.part");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = BufWriter::new(file);
     let mut index = CacheIndex {
         format: CACHE_FORMAT,
@@ -195,9 +215,12 @@ fn build(
             index.windows.push((record, win.start_sample as u32));
         }
         index.records.push(row.path.clone());
-        index
-            .labels
-            .push(classes.iter().map(|c| row.labels.contains(c) as u8).collect());
+        index.labels.push(
+            classes
+                .iter()
+                .map(|c| row.labels.contains(c) as u8)
+                .collect(),
+        );
     }
     w.flush()?;
     drop(w);

@@ -75,7 +75,10 @@ fn find_headers(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 fn usable(record: &Record) -> Result<(), String> {
     let r = to_model_rate(record).map_err(|e| e.to_string())?;
     if r.len_samples() < WINDOW_SAMPLES {
-        return Err(format!("{:.2} s is shorter than the 10 s window", r.duration_s()));
+        return Err(format!(
+            "{:.2} s is shorter than the 10 s window",
+            r.duration_s()
+        ));
     }
     Ok(())
 }
@@ -83,7 +86,8 @@ fn usable(record: &Record) -> Result<(), String> {
 fn write_record(record: &Record, out: &Path, rel: &str) -> Result<()> {
     let path = out.join(format!("{rel}.ecgzip"));
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let full = record.clone().with_derived_limb_leads()?;
     ecgzip::write(&full, &path).with_context(|| format!("writing {}", path.display()))
@@ -117,7 +121,9 @@ pub fn prepare_wfdb(
             let record = match wfdb::read_record(&h) {
                 Ok(r) => r,
                 Err(e) => {
-                    report.skipped.push((h.display().to_string(), e.to_string()));
+                    report
+                        .skipped
+                        .push((h.display().to_string(), e.to_string()));
                     continue;
                 }
             };
@@ -136,7 +142,12 @@ pub fn prepare_wfdb(
             });
         }
     }
-    let classes = choose_classes(&prepared, harmoniser.scp(), opts.classes.as_deref(), opts.min_count)?;
+    let classes = choose_classes(
+        &prepared,
+        harmoniser.scp(),
+        opts.classes.as_deref(),
+        opts.min_count,
+    )?;
     // Record-level split with a fixed seed: shuffle once, cut.
     let mut order: Vec<usize> = (0..prepared.len()).collect();
     Rng::new(opts.seed).shuffle(&mut order);
@@ -204,10 +215,20 @@ fn write_outputs(
     let mut dist: Vec<ClassRow> = classes
         .iter()
         .enumerate()
-        .map(|(idx, name)| ClassRow { idx, name: name.clone(), all: 0, train: 0, val: 0 })
+        .map(|(idx, name)| ClassRow {
+            idx,
+            name: name.clone(),
+            all: 0,
+            train: 0,
+            val: 0,
+        })
         .collect();
     for (p, &s) in prepared.iter().zip(split) {
-        let labels: Vec<String> = classes.iter().filter(|c| p.codes.contains(c)).cloned().collect();
+        let labels: Vec<String> = classes
+            .iter()
+            .filter(|c| p.codes.contains(c))
+            .cloned()
+            .collect();
         for c in &p.codes {
             if !classes.contains(c) {
                 *report.dropped_classes.entry(c.clone()).or_default() += 1;
@@ -221,7 +242,10 @@ fn write_outputs(
                 _ => {}
             }
         }
-        rows[s as usize].push(SplitRow { path: p.path.clone(), labels });
+        rows[s as usize].push(SplitRow {
+            path: p.path.clone(),
+            labels,
+        });
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for (name, r) in ["train", "val", "test"].iter().zip(&rows) {
@@ -291,8 +315,12 @@ pub fn prepare_ptbxl(input: &Path, out: &Path, opts: &PtbxlPrepare) -> Result<Pr
     let scp_path = input.join("scp_statements.csv");
     let scp = ScpTable::from_csv(&scp_path)?;
     let db_path = input.join("ptbxl_database.csv");
-    let mut reader = csv::Reader::from_path(&db_path)
-        .with_context(|| format!("opening {} (is --input a PTB-XL folder?)", db_path.display()))?;
+    let mut reader = csv::Reader::from_path(&db_path).with_context(|| {
+        format!(
+            "opening {} (is --input a PTB-XL folder?)",
+            db_path.display()
+        )
+    })?;
     let headers = reader.headers()?.clone();
     let col = |name: &str| {
         headers
@@ -300,9 +328,18 @@ pub fn prepare_ptbxl(input: &Path, out: &Path, opts: &PtbxlPrepare) -> Result<Pr
             .position(|h| h == name)
             .with_context(|| format!("{}: missing column '{name}'", db_path.display()))
     };
-    let file_col = col(if opts.use_500hz { "filename_hr" } else { "filename_lr" })?;
-    let (c_id, c_codes, c_fold, c_age, c_sex) =
-        (col("ecg_id")?, col("scp_codes")?, col("strat_fold")?, col("age")?, col("sex")?);
+    let file_col = col(if opts.use_500hz {
+        "filename_hr"
+    } else {
+        "filename_lr"
+    })?;
+    let (c_id, c_codes, c_fold, c_age, c_sex) = (
+        col("ecg_id")?,
+        col("scp_codes")?,
+        col("strat_fold")?,
+        col("age")?,
+        col("sex")?,
+    );
     let mut report = PrepareReport::default();
     let mut prepared = Vec::new();
     for (i, row) in reader.records().enumerate() {
@@ -312,9 +349,17 @@ pub fn prepare_ptbxl(input: &Path, out: &Path, opts: &PtbxlPrepare) -> Result<Pr
         let fold: u32 = get(c_fold)
             .parse::<f64>()
             .map(|f| f as u32)
-            .with_context(|| format!("{} row {}: strat_fold '{}'", db_path.display(), i + 2, get(c_fold)))?;
-        let codes = parse_scp_codes(get(c_codes))
-            .with_context(|| format!("{} row {} (ecg_id {})", db_path.display(), i + 2, get(c_id)))?;
+            .with_context(|| {
+                format!(
+                    "{} row {}: strat_fold '{}'",
+                    db_path.display(),
+                    i + 2,
+                    get(c_fold)
+                )
+            })?;
+        let codes = parse_scp_codes(get(c_codes)).with_context(|| {
+            format!("{} row {} (ecg_id {})", db_path.display(), i + 2, get(c_id))
+        })?;
         let mut record = match wfdb::read_record(&input.join(&rel)) {
             Ok(r) => r,
             Err(e) => {
@@ -335,26 +380,40 @@ pub fn prepare_ptbxl(input: &Path, out: &Path, opts: &PtbxlPrepare) -> Result<Pr
             report.skipped.push((rel, why));
             continue;
         }
-        let unknown: Vec<SourceLabel> =
-            codes.iter().filter(|c| scp.get(c).is_none()).cloned().map(SourceLabel::Scp).collect();
-        report.unmapped.add(&eknet_shared::labels::HarmonisedLabels {
-            scp_codes: Vec::new(),
-            mapped: Vec::new(),
-            unmapped: unknown
-                .into_iter()
-                .map(|label| eknet_shared::labels::UnmappedLabel {
-                    label,
-                    name: None,
-                    reason: eknet_shared::labels::UnmappedReason::Unrecognised,
-                })
-                .collect(),
-        });
+        let unknown: Vec<SourceLabel> = codes
+            .iter()
+            .filter(|c| scp.get(c).is_none())
+            .cloned()
+            .map(SourceLabel::Scp)
+            .collect();
+        report
+            .unmapped
+            .add(&eknet_shared::labels::HarmonisedLabels {
+                scp_codes: Vec::new(),
+                mapped: Vec::new(),
+                unmapped: unknown
+                    .into_iter()
+                    .map(|label| eknet_shared::labels::UnmappedLabel {
+                        label,
+                        name: None,
+                        reason: eknet_shared::labels::UnmappedReason::Unrecognised,
+                    })
+                    .collect(),
+            });
         write_record(&record, out, &rel)?;
-        prepared.push(Prepared { path: rel, codes, fold: Some(fold) });
+        prepared.push(Prepared {
+            path: rel,
+            codes,
+            fold: Some(fold),
+        });
     }
     let classes = match &opts.classes {
         Some(list) => choose_classes(&prepared, &scp, Some(list), 0)?,
-        None => scp.eknet_classes().into_iter().map(|s| s.code.clone()).collect(),
+        None => scp
+            .eknet_classes()
+            .into_iter()
+            .map(|s| s.code.clone())
+            .collect(),
     };
     let split: Vec<u8> = match opts.split {
         PtbxlSplit::StratFold => prepared

@@ -62,21 +62,28 @@ pub fn parse_label_list(text: &str) -> Result<Vec<String>> {
 
 /// Writes a split file.
 pub fn write_split(path: &Path, rows: &[SplitRow]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
     w.write_record(["paths", "label_names"])?;
     for r in rows {
         w.write_record([r.path.as_str(), format_label_list(&r.labels).as_str()])?;
     }
-    w.flush().with_context(|| format!("writing {}", path.display()))?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 /// Reads a split file.
 pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("opening split {}", path.display()))?;
+    let mut r = csv::Reader::from_path(path)
+        .with_context(|| format!("opening split {}", path.display()))?;
     let headers = r.headers()?.clone();
     if headers.iter().collect::<Vec<_>>() != ["paths", "label_names"] {
-        bail!("{}: expected columns paths,label_names, found {:?}", path.display(), headers);
+        bail!(
+            "{}: expected columns paths,label_names, found {:?}",
+            path.display(),
+            headers
+        );
     }
     r.records()
         .enumerate()
@@ -93,7 +100,8 @@ pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
 
 /// Writes a distribution file.
 pub fn write_distribution(path: &Path, rows: &[ClassRow]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
     w.write_record(["idx", "names", "all", "train", "val"])?;
     for r in rows {
         w.write_record([
@@ -104,7 +112,8 @@ pub fn write_distribution(path: &Path, rows: &[ClassRow]) -> Result<()> {
             r.val.to_string(),
         ])?;
     }
-    w.flush().with_context(|| format!("writing {}", path.display()))?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -116,15 +125,21 @@ pub fn read_distribution(path: &Path) -> Result<Vec<ClassRow>> {
     for (i, row) in r.records().enumerate() {
         let row = row.with_context(|| format!("{} row {}", path.display(), i + 2))?;
         let num = |c: usize, what: &str| -> Result<usize> {
-            row.get(c)
-                .unwrap_or("")
-                .trim()
-                .parse()
-                .with_context(|| format!("{} row {}: column {what} is not a count", path.display(), i + 2))
+            row.get(c).unwrap_or("").trim().parse().with_context(|| {
+                format!(
+                    "{} row {}: column {what} is not a count",
+                    path.display(),
+                    i + 2
+                )
+            })
         };
         let idx = num(0, "idx")?;
         if idx != i {
-            bail!("{} row {}: idx {idx} out of order (expected {i})", path.display(), i + 2);
+            bail!(
+                "{} row {}: idx {idx} out of order (expected {i})",
+                path.display(),
+                i + 2
+            );
         }
         rows.push(ClassRow {
             idx,
@@ -151,7 +166,10 @@ mod tests {
         assert_eq!(text, "['NORM', 'LAO/LAE']");
         assert_eq!(parse_label_list(&text).unwrap(), labels);
         assert_eq!(parse_label_list("[]").unwrap(), Vec::<String>::new());
-        assert_eq!(parse_label_list("[\"左心室肥厚\"]").unwrap(), vec!["左心室肥厚"]);
+        assert_eq!(
+            parse_label_list("[\"左心室肥厚\"]").unwrap(),
+            vec!["左心室肥厚"]
+        );
         assert!(parse_label_list("NORM").is_err());
         assert!(parse_label_list("[NORM]").is_err());
     }
@@ -160,13 +178,25 @@ mod tests {
     fn split_and_distribution_files_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
         let rows = vec![
-            SplitRow { path: "records/ludb/1".into(), labels: vec!["SBRAD".into(), "LVH".into()] },
-            SplitRow { path: "records/cinc/A0001".into(), labels: vec![] },
+            SplitRow {
+                path: "records/ludb/1".into(),
+                labels: vec!["SBRAD".into(), "LVH".into()],
+            },
+            SplitRow {
+                path: "records/cinc/A0001".into(),
+                labels: vec![],
+            },
         ];
         let p = tmp.path().join("k0_train.csv");
         write_split(&p, &rows).unwrap();
         assert_eq!(read_split(&p).unwrap(), rows);
-        let classes = vec![ClassRow { idx: 0, name: "AFIB".into(), all: 3, train: 2, val: 1 }];
+        let classes = vec![ClassRow {
+            idx: 0,
+            name: "AFIB".into(),
+            all: 3,
+            train: 2,
+            val: 1,
+        }];
         let p = tmp.path().join("k0_distribution.csv");
         write_distribution(&p, &classes).unwrap();
         assert_eq!(read_distribution(&p).unwrap(), classes);

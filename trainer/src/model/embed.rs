@@ -6,7 +6,10 @@ use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
-use eknet_shared::layout::{LEAD_ROWS, PATCH_SAMPLES, SLOT_COUNT, SLOT_SAMPLES, TIME_COLUMNS, TOKEN_COUNT, token_cols, token_rows};
+use eknet_shared::layout::{
+    LEAD_ROWS, PATCH_SAMPLES, SLOT_COUNT, SLOT_SAMPLES, TIME_COLUMNS, TOKEN_COUNT, token_cols,
+    token_rows,
+};
 
 /// 1-D sin-cos encoding of `positions` in `dim` dimensions (`dim` even): `sin` on even, `cos` on
 /// odd dimensions, frequencies `10000^(-2i/dim)`. Row-major `[positions.len(), dim]`.
@@ -65,14 +68,29 @@ pub struct TokenEmbed<B: Backend> {
 impl<B: Backend> TokenEmbed<B> {
     /// Builds the embedding for width `d`; `concat_mlp` selects the merging variant.
     pub fn new(d: usize, concat_mlp: bool, device: &B::Device) -> Self {
-        let k_time = Tensor::from_data(TensorData::new(sincos_1d(&(0..TIME_COLUMNS).collect::<Vec<_>>(), d), [TIME_COLUMNS, d]), device);
+        let k_time = Tensor::from_data(
+            TensorData::new(
+                sincos_1d(&(0..TIME_COLUMNS).collect::<Vec<_>>(), d),
+                [TIME_COLUMNS, d],
+            ),
+            device,
+        );
         TokenEmbed {
             patch_embed: LinearConfig::new(PATCH_SAMPLES, d).init(device),
-            k_lead: Initializer::Normal { mean: 0.0, std: 0.02 }.init([LEAD_ROWS, d], device),
+            k_lead: Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([LEAD_ROWS, d], device),
             k_time: Param::from_tensor(k_time),
             merge_fc1: concat_mlp.then(|| LinearConfig::new(3 * d, d).init(device)),
             merge_fc2: concat_mlp.then(|| LinearConfig::new(d, d).init(device)),
-            sincos: (!concat_mlp).then(|| Tensor::from_data(TensorData::new(sincos_2d_tokens(d), [TOKEN_COUNT, d]), device)),
+            sincos: (!concat_mlp).then(|| {
+                Tensor::from_data(
+                    TensorData::new(sincos_2d_tokens(d), [TOKEN_COUNT, d]),
+                    device,
+                )
+            }),
             rows: index_tensor(&token_rows(), device),
             cols: index_tensor(&token_cols(), device),
         }
@@ -81,13 +99,27 @@ impl<B: Backend> TokenEmbed<B> {
     /// `[batch, 15, 1250]` millivolts to `[batch, 750, D]` tokens carrying their position.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, _, _] = x.dims();
-        let patches = x.reshape([b, SLOT_COUNT * (SLOT_SAMPLES / PATCH_SAMPLES), PATCH_SAMPLES]); // [b, 750, 25]
+        let patches = x.reshape([
+            b,
+            SLOT_COUNT * (SLOT_SAMPLES / PATCH_SAMPLES),
+            PATCH_SAMPLES,
+        ]); // [b, 750, 25]
         let tokens = self.patch_embed.forward(patches); // [b, 750, d]
         let d = tokens.dims()[2];
         match (&self.merge_fc1, &self.merge_fc2, &self.sincos) {
             (Some(fc1), Some(fc2), _) => {
-                let lead = self.k_lead.val().select(0, self.rows.clone()).unsqueeze_dim::<3>(0).expand([b, TOKEN_COUNT, d]);
-                let time = self.k_time.val().select(0, self.cols.clone()).unsqueeze_dim::<3>(0).expand([b, TOKEN_COUNT, d]);
+                let lead = self
+                    .k_lead
+                    .val()
+                    .select(0, self.rows.clone())
+                    .unsqueeze_dim::<3>(0)
+                    .expand([b, TOKEN_COUNT, d]);
+                let time = self
+                    .k_time
+                    .val()
+                    .select(0, self.cols.clone())
+                    .unsqueeze_dim::<3>(0)
+                    .expand([b, TOKEN_COUNT, d]);
                 let cat = Tensor::cat(vec![tokens, lead, time], 2); // [b, 750, 3d]
                 fc2.forward(gelu(fc1.forward(cat)))
             }

@@ -14,7 +14,9 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
 use eknet_shared::config::{ModeStage, PosMerging, StageConfig};
-use eknet_shared::layout::{LeadGroup, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT, WINDOW_SAMPLES, group_tokens};
+use eknet_shared::layout::{
+    LeadGroup, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT, WINDOW_SAMPLES, group_tokens,
+};
 use embed::TokenEmbed;
 
 /// Which stage a model is built for.
@@ -66,7 +68,11 @@ impl EknetConfig {
             knowledge_depth: m.cls_cross_depth,
             num_classes: m.num_classes,
             merging: m.pos_merging_style,
-            norm: if m.normalize_before { NormPlacement::Pre } else { NormPlacement::ResPost },
+            norm: if m.normalize_before {
+                NormPlacement::Pre
+            } else {
+                NormPlacement::ResPost
+            },
             lead_split: m.lead_split,
             full_ii_head: m.pred_full_ii_lead,
         }
@@ -106,7 +112,12 @@ pub struct DropPlan {
 
 impl DropPlan {
     /// Each sample keeps a random `floor(n * (1 - ratio))` of each group's `n` tokens.
-    pub fn draw(groups: &[Vec<usize>], batch: usize, ratio: f64, rng: &mut crate::rng::Rng) -> DropPlan {
+    pub fn draw(
+        groups: &[Vec<usize>],
+        batch: usize,
+        ratio: f64,
+        rng: &mut crate::rng::Rng,
+    ) -> DropPlan {
         let keep = groups
             .iter()
             .map(|g| {
@@ -190,7 +201,11 @@ impl<B: Backend> Eknet<B> {
     /// A freshly initialised model.
     pub fn new(cfg: &EknetConfig, device: &B::Device) -> Self {
         let d = cfg.d_model;
-        let blocks = |n: usize| (0..n).map(|_| Block::new(d, cfg.heads, cfg.norm, device)).collect::<Vec<_>>();
+        let blocks = |n: usize| {
+            (0..n)
+                .map(|_| Block::new(d, cfg.heads, cfg.norm, device))
+                .collect::<Vec<_>>()
+        };
         let k = cfg.queries();
         let pretrain = cfg.stage == Stage::Pretrain;
         let groups = token_groups(cfg.lead_split);
@@ -205,7 +220,11 @@ impl<B: Backend> Eknet<B> {
             encoder: blocks(cfg.depth),
             knowledge_self: blocks(cfg.knowledge_depth),
             knowledge_cross: blocks(cfg.knowledge_depth),
-            queries: Initializer::Normal { mean: 0.0, std: 0.02 }.init([k, d], device),
+            queries: Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([k, d], device),
             recon_ii: if pretrain && cfg.full_ii_head {
                 vec![
                     LinearConfig::new(d, SLOT_SAMPLES).init(device),
@@ -216,8 +235,20 @@ impl<B: Backend> Eknet<B> {
                 Vec::new()
             },
             recon_slot: pretrain.then(|| LinearConfig::new(d, SLOT_SAMPLES).init(device)),
-            class_weight: (!pretrain).then(|| Initializer::Uniform { min: -bound, max: bound }.init([k, d, 2], device)),
-            class_bias: (!pretrain).then(|| Initializer::Uniform { min: -bound, max: bound }.init([k, 2], device)),
+            class_weight: (!pretrain).then(|| {
+                Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                }
+                .init([k, d, 2], device)
+            }),
+            class_bias: (!pretrain).then(|| {
+                Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                }
+                .init([k, 2], device)
+            }),
             groups: groups.iter().map(|g| ints(g, device)).collect(),
             unsplit: ints(&unsplit, device),
             pretrain,
@@ -269,7 +300,12 @@ impl<B: Backend> Eknet<B> {
         let mut q = self.queries.val().unsqueeze_dim::<3>(0).expand([b, k, d]);
         let mut attention = None;
         let last = self.knowledge_cross.len().saturating_sub(1);
-        for (i, (sa, ca)) in self.knowledge_self.iter().zip(&self.knowledge_cross).enumerate() {
+        for (i, (sa, ca)) in self
+            .knowledge_self
+            .iter()
+            .zip(&self.knowledge_cross)
+            .enumerate()
+        {
             q = sa.forward(q, None, false).0;
             let want = i == last && plan.is_none();
             let (nq, w) = ca.forward(q, Some(memory.clone()), want);
@@ -279,9 +315,17 @@ impl<B: Backend> Eknet<B> {
             }
         }
         if self.pretrain {
-            EknetOutput { reconstruction: Some(self.reconstruct(q)), logits: None, attention }
+            EknetOutput {
+                reconstruction: Some(self.reconstruct(q)),
+                logits: None,
+                attention,
+            }
         } else {
-            EknetOutput { reconstruction: None, logits: Some(self.classify(q)), attention }
+            EknetOutput {
+                reconstruction: None,
+                logits: Some(self.classify(q)),
+                attention,
+            }
         }
     }
 
@@ -306,7 +350,11 @@ impl<B: Backend> Eknet<B> {
         let ii_slots = h.reshape([b, 4, SLOT_SAMPLES]);
         // Slot order: I, II_1..II_4, III, aVR, aVL, aVF, V1..V6 (lead rows 0, 1x4, 2..11).
         Tensor::cat(
-            vec![per_lead.clone().slice([0..b, 0..1, 0..SLOT_SAMPLES]), ii_slots, per_lead.slice([0..b, 2..k, 0..SLOT_SAMPLES])],
+            vec![
+                per_lead.clone().slice([0..b, 0..1, 0..SLOT_SAMPLES]),
+                ii_slots,
+                per_lead.slice([0..b, 2..k, 0..SLOT_SAMPLES]),
+            ],
             1,
         )
     }

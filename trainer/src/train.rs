@@ -1,0 +1,584 @@
+//! Both training stages: data from the decoded-tensor cache, token drop drawn on the host, AdamW
+//! with decay only on linear weights, linear warm-up then cosine per step, validation and
+//! checkpoints every `VAL_EVERY` epochs, resume from the last checkpoint, the seed's epoch lines.
+
+use crate::checkpoint::{self, CopyReport, EpochLog, TrainState, recorder};
+use crate::data::cache::{WINDOW_VALUES, WindowCache};
+use crate::data::split::read_distribution;
+use crate::metrics::roc_auc;
+use crate::model::{DropPlan, Eknet, EknetConfig, Stage, scores, token_groups};
+use crate::rng::Rng;
+use anyhow::{Context, Result, bail};
+use burn::module::{AutodiffModule, Module, ParamId};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::record::Recorder;
+use burn::tensor::backend::AutodiffBackend;
+use eknet_shared::config::{LossOn, ModeStage, StageConfig};
+use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue from `RUN/last` if it exists.
+    pub resume: bool,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Where decoded tensors are cached (default: `cache/` beside the training split file).
+    pub cache_dir: Option<PathBuf>,
+    /// Stop after this many epochs in this invocation (the schedule still spans NUM_EPOCHS).
+    pub stop_after: Option<usize>,
+}
+
+/// What a training run produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The run folder (`MODEL_SAVE_DIR/TRY_TIME`).
+    pub run_dir: PathBuf,
+    /// Final state.
+    pub state: TrainState,
+    /// Stage-1 tensors copied into stage 2, when the run started from a pre-trained model.
+    pub copy: Option<CopyReport>,
+}
+
+/// The run folder of a config.
+pub fn run_dir(cfg: &StageConfig) -> PathBuf {
+    cfg.dataset.model_save_dir.join(&cfg.try_time)
+}
+
+/// Learning rate at `step` (0-based) of `total`: linear warm-up over `warmup` steps to `peak`,
+/// then cosine down to `floor` at the last step.
+pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64, floor: f64) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1);
+    let t = ((step - warmup) as f64 / span as f64).min(1.0);
+    floor + 0.5 * (peak - floor) * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// The decoded-tensor caches of a config's splits.
+pub struct Splits {
+    /// Class names in output order.
+    pub classes: Vec<String>,
+    /// Training windows.
+    pub train: WindowCache,
+    /// Validation windows.
+    pub val: WindowCache,
+}
+
+/// Opens (building if needed) the train and validation caches of a config.
+pub fn open_splits(cfg: &StageConfig, cache_dir: Option<&Path>) -> Result<Splits> {
+    let classes: Vec<String> = read_distribution(&cfg.dataset.stats_csv)?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let dir = cache_dir.map(Path::to_path_buf).unwrap_or_else(|| {
+        cfg.dataset
+            .train_csv
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("cache")
+    });
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let train = WindowCache::open_or_build(
+        &cfg.dataset.train_csv,
+        &cfg.dataset.data_dir,
+        &classes,
+        &dir,
+        &stem(&cfg.dataset.train_csv),
+    )?;
+    let val = WindowCache::open_or_build(
+        &cfg.dataset.val_csv,
+        &cfg.dataset.data_dir,
+        &classes,
+        &dir,
+        &stem(&cfg.dataset.val_csv),
+    )?;
+    if train.is_empty() {
+        bail!(
+            "training split {} gave no 10 s window",
+            cfg.dataset.train_csv.display()
+        );
+    }
+    if val.is_empty() {
+        bail!(
+            "validation split {} gave no 10 s window",
+            cfg.dataset.val_csv.display()
+        );
+    }
+    Ok(Splits {
+        classes,
+        train,
+        val,
+    })
+}
+
+/// A batch: `[b, 15, 1250]` inputs and `[b, K]` 0/1 labels (host memory).
+pub fn gather_batch(cache: &WindowCache, windows: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let mut x = Vec::with_capacity(windows.len() * WINDOW_VALUES);
+    let mut y = Vec::new();
+    for &w in windows {
+        cache.copy_window(w, &mut x);
+        y.extend(cache.labels_of_window(w));
+    }
+    (x, y)
+}
+
+/// Host batch to a tensor.
+pub fn to_tensor<B: Backend>(x: Vec<f32>, batch: usize, device: &B::Device) -> Tensor<B, 3> {
+    Tensor::from_data(
+        TensorData::new(x, [batch, SLOT_COUNT, SLOT_SAMPLES]),
+        device,
+    )
+}
+
+/// Stage-1 loss: mean squared error against the whole undropped input, or only over the samples of
+/// dropped tokens (`loss_on: masked`).
+pub fn pretrain_loss<B: Backend>(
+    model: &Eknet<B>,
+    x: Tensor<B, 3>,
+    plan: &DropPlan,
+    loss_on: LossOn,
+) -> Tensor<B, 1> {
+    let b = x.dims()[0];
+    let rec = model
+        .forward(x.clone(), Some(plan))
+        .reconstruction
+        .expect("stage-1 model has a reconstruction head");
+    let sq = (rec - x).powi_scalar(2);
+    match loss_on {
+        LossOn::All => sq.mean(),
+        LossOn::Masked => {
+            let m = Tensor::<B, 2>::from_data(
+                TensorData::new(plan.dropped_mask(b), [b, TOKEN_COUNT]),
+                &sq.device(),
+            )
+            .reshape([b, SLOT_COUNT, SLOT_SAMPLES / 25, 1])
+            .repeat_dim(3, 25)
+            .reshape([b, SLOT_COUNT, SLOT_SAMPLES]);
+            let denom = m.clone().sum().clamp_min(1.0);
+            (sq * m).sum() / denom
+        }
+    }
+}
+
+/// Stage-2 loss: mean 2-way cross-entropy over classes and samples.
+pub fn classify_loss<B: Backend>(
+    model: &Eknet<B>,
+    x: Tensor<B, 3>,
+    y: &[f32],
+    plan: Option<&DropPlan>,
+) -> (Tensor<B, 1>, Tensor<B, 3>) {
+    let logits = model
+        .forward(x, plan)
+        .logits
+        .expect("stage-2 model has class heads");
+    let [b, k, _] = logits.dims();
+    let targets: Vec<i64> = y.iter().map(|&v| v as i64).collect();
+    let t = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [b * k]), &logits.device());
+    let loss = CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits.clone().reshape([b * k, 2]), t);
+    (loss, logits)
+}
+
+/// Parameter ids that get weight decay (linear-layer and class-head weights) and those that do
+/// not (biases, norms, lead/time knowledge, queries).
+pub fn decay_split<B: Backend>(model: &Eknet<B>) -> (Vec<ParamId>, Vec<ParamId>) {
+    let d = checkpoint::dump(model, false);
+    let (mut decay, mut plain) = (Vec::new(), Vec::new());
+    for (name, (id, _, _)) in d.tensors {
+        if name.ends_with(".weight") || name == "class_weight" {
+            decay.push(id);
+        } else {
+            plain.push(id);
+        }
+    }
+    (decay, plain)
+}
+
+fn seed_for(seed: u64, epoch: usize, salt: u64) -> u64 {
+    seed ^ ((epoch as u64) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Builds the stage-1 model described by a checkpoint folder and dumps its tensors.
+pub fn load_pretrained_dump(dir: &Path) -> Result<checkpoint::TensorDump> {
+    let cfg_path = dir.join("config.yaml");
+    let cfg = StageConfig::load(&cfg_path)?;
+    let mcfg = EknetConfig::from_stage(&cfg);
+    let device = Default::default();
+    let model = Eknet::<burn::backend::Flex>::new(&mcfg, &device)
+        .load_file(dir.join("model"), &recorder(), &device)
+        .with_context(|| format!("loading pre-trained weights from {}", dir.display()))?;
+    Ok(checkpoint::dump(&model, true))
+}
+
+fn save_checkpoint<B: AutodiffBackend, O1, O2>(
+    dir: &Path,
+    model: &Eknet<B>,
+    opt_decay: &O1,
+    opt_plain: &O2,
+    state: &TrainState,
+    cfg: &StageConfig,
+) -> Result<()>
+where
+    O1: Optimizer<Eknet<B>, B>,
+    O2: Optimizer<Eknet<B>, B>,
+{
+    let tmp = dir.with_extension("part");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    let rec = recorder();
+    model
+        .clone()
+        .save_file(tmp.join("model"), &rec)
+        .context("saving model")?;
+    rec.record(opt_decay.to_record(), tmp.join("optim_decay"))
+        .context("saving optimiser")?;
+    rec.record(opt_plain.to_record(), tmp.join("optim_plain"))
+        .context("saving optimiser")?;
+    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+    std::fs::write(tmp.join("config.yaml"), cfg.to_yaml())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::rename(&tmp, dir)
+        .with_context(|| format!("moving checkpoint into {}", dir.display()))?;
+    Ok(())
+}
+
+/// Trains the stage the config names. `stage` is the stage the command expects.
+pub fn train<B: AutodiffBackend>(
+    cfg: &StageConfig,
+    stage: Stage,
+    opts: &TrainOptions,
+    device: &B::Device,
+) -> Result<TrainOutcome> {
+    let expected = match stage {
+        Stage::Pretrain => ModeStage::SelfLearning,
+        Stage::Classify => ModeStage::Classifier,
+    };
+    if cfg.model.mode_stage != expected {
+        bail!(
+            "config MODEL.mode_stage is {:?}, but this command trains {:?}",
+            cfg.model.mode_stage,
+            expected
+        );
+    }
+    let splits = open_splits(cfg, opts.cache_dir.as_deref())?;
+    if stage == Stage::Classify && cfg.model.num_classes != splits.classes.len() {
+        bail!(
+            "MODEL.num_classes is {} but {} lists {} classes",
+            cfg.model.num_classes,
+            cfg.dataset.stats_csv.display(),
+            splits.classes.len()
+        );
+    }
+    let mcfg = EknetConfig::from_stage(cfg);
+    let o = &cfg.optim;
+    let run = run_dir(cfg);
+    std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+    std::fs::write(run.join("config.yaml"), cfg.to_yaml())?;
+
+    B::seed(device, o.seed);
+    let mut model = Eknet::<B>::new(&mcfg, device);
+    let (betas, wd) = match stage {
+        Stage::Pretrain => ((0.9, 0.95), o.weight_decay as f32),
+        Stage::Classify => ((0.9, 0.999), 0.0),
+    };
+    let adam = |decay: f32| {
+        AdamWConfig::new()
+            .with_beta_1(betas.0)
+            .with_beta_2(betas.1)
+            .with_epsilon(1e-8)
+            .with_weight_decay(decay)
+            .init::<B, Eknet<B>>()
+    };
+    let mut opt_decay = adam(wd);
+    let mut opt_plain = adam(0.0);
+    let mut state = TrainState {
+        classes: splits.classes.clone(),
+        ..TrainState::default()
+    };
+    let mut copy = None;
+    let last = run.join("last");
+    if opts.resume && last.join("state.json").exists() {
+        let rec = recorder();
+        model = model
+            .load_file(last.join("model"), &rec, device)
+            .context("loading last checkpoint")?;
+        opt_decay = opt_decay.load_record(
+            rec.load(last.join("optim_decay"), device)
+                .context("loading optimiser state")?,
+        );
+        opt_plain = opt_plain.load_record(
+            rec.load(last.join("optim_plain"), device)
+                .context("loading optimiser state")?,
+        );
+        state = checkpoint::read_state(&last)?;
+        eprintln!(
+            "resuming {} after epoch {}",
+            run.display(),
+            state.epochs_done
+        );
+    } else if stage == Stage::Classify && cfg.input.using_pretrain {
+        let path = cfg
+            .input
+            .pretrain_path
+            .as_ref()
+            .context("Using_Pertrain needs Pertrain_Path")?;
+        let source = load_pretrained_dump(path)?;
+        let (m, report) = checkpoint::copy_matching(model, &source);
+        model = m;
+        eprintln!(
+            "stage 1 {}: copied {} tensors, kept {} fresh ({}), {} stage-1 tensors unused",
+            path.display(),
+            report.copied.len(),
+            report.skipped.len(),
+            report
+                .skipped
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            report.unused.len()
+        );
+        copy = Some(report);
+    }
+    let (decay_ids, plain_ids) = decay_split(&model);
+
+    let by_record = splits.train.windows_by_record();
+    let val_by_record = splits.val.windows_by_record();
+    let batch = o.batch_size.min(by_record.len()).max(1);
+    let steps_per_epoch = by_record.len().div_ceil(batch);
+    let total = o.num_epochs * steps_per_epoch;
+    let warmup = (o.warmup_epochs * steps_per_epoch).min(total);
+    let groups = token_groups(mcfg.lead_split);
+    let ratio = cfg.input.mask_ratio;
+    let end = match opts.stop_after {
+        Some(n) => (state.epochs_done + n).min(o.num_epochs),
+        None => o.num_epochs,
+    };
+    for epoch in state.epochs_done + 1..=end {
+        let started = Instant::now();
+        let mut rng = Rng::new(seed_for(o.seed, epoch, 1));
+        let mut order: Vec<usize> = (0..by_record.len()).collect();
+        rng.shuffle(&mut order);
+        let bar = if opts.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(steps_per_epoch as u64)
+        };
+        let (mut loss_sum, mut lr) = (0.0, 0.0);
+        for chunk in order.chunks(batch) {
+            let windows: Vec<usize> = chunk
+                .iter()
+                .map(|&r| {
+                    let w = &by_record[r];
+                    if cfg.input.random_window {
+                        w[rng.below(w.len())]
+                    } else {
+                        w[0]
+                    }
+                })
+                .collect();
+            let (xv, yv) = gather_batch(&splits.train, &windows);
+            let b = windows.len();
+            let x = to_tensor::<B>(xv, b, device);
+            let plan = DropPlan::draw(&groups, b, ratio, &mut rng);
+            let loss = match stage {
+                Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on),
+                Stage::Classify => classify_loss(&model, x, &yv, Some(&plan)).0,
+            };
+            let value: f64 = loss.clone().into_scalar().elem::<f64>();
+            if !value.is_finite() {
+                bail!("epoch {epoch}: training loss became {value}; lower LR_INITIAL");
+            }
+            loss_sum += value * b as f64;
+            lr = lr_at(state.steps, total, warmup, o.lr_initial, o.lr_min);
+            let mut grads = loss.backward();
+            let g_decay = GradientsParams::from_params(&mut grads, &model, &decay_ids);
+            let g_plain = GradientsParams::from_params(&mut grads, &model, &plain_ids);
+            model = opt_decay.step(lr, model, g_decay);
+            model = opt_plain.step(lr, model, g_plain);
+            state.steps += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let train_loss = loss_sum / by_record.len() as f64;
+        let validate = epoch % o.val_every == 0 || epoch == o.num_epochs;
+        let (val_loss, val_auc) = if validate {
+            let (l, a) =
+                validate_epoch(&model.valid(), &splits, &val_by_record, stage, cfg, &groups)?;
+            (Some(l), a)
+        } else {
+            (None, None)
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        state.epochs_done = epoch;
+        state.history.push(EpochLog {
+            epoch,
+            train_loss,
+            val_loss,
+            val_macro_auc: val_auc,
+            lr,
+            seconds,
+        });
+        let val_text = val_loss.map_or("-".to_string(), |v| format!("{v:.6}"));
+        let auc_text = val_auc.map_or(String::new(), |a| format!(" val macro AUC: {a:.4}"));
+        println!(
+            "Epoch: {epoch} Time: {seconds:.1}s train Loss: {train_loss:.6} val loss: {val_text}{auc_text} LearningRate {lr:.8}"
+        );
+        // Checkpoint at every validation, and when this invocation stops early, so no
+        // finished epoch is lost.
+        if validate || epoch == end {
+            let improved = val_loss.is_some_and(|v| state.best_val_loss.is_none_or(|b| v < b));
+            if improved {
+                state.best_val_loss = val_loss;
+                save_checkpoint(
+                    &run.join("best"),
+                    &model,
+                    &opt_decay,
+                    &opt_plain,
+                    &state,
+                    cfg,
+                )?;
+            }
+            save_checkpoint(&last, &model, &opt_decay, &opt_plain, &state, cfg)?;
+            write_history(&run, &state)?;
+        }
+    }
+    Ok(TrainOutcome {
+        run_dir: run,
+        state,
+        copy,
+    })
+}
+
+fn write_history(run: &Path, state: &TrainState) -> Result<()> {
+    let mut w = csv::Writer::from_path(run.join("history.csv"))?;
+    w.write_record([
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_macro_auc",
+        "lr",
+        "seconds",
+    ])?;
+    for h in &state.history {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+        w.write_record([
+            h.epoch.to_string(),
+            h.train_loss.to_string(),
+            opt(h.val_loss),
+            opt(h.val_macro_auc),
+            h.lr.to_string(),
+            h.seconds.to_string(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Scores `[record][class]` of a stage-2 model on each record's first window, in batches.
+pub fn predict<B: Backend>(
+    model: &Eknet<B>,
+    cache: &WindowCache,
+    batch: usize,
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
+    let firsts: Vec<usize> = cache
+        .windows_by_record()
+        .into_iter()
+        .filter_map(|w| w.first().copied())
+        .collect();
+    let mut out = Vec::with_capacity(firsts.len());
+    for chunk in firsts.chunks(batch.max(1)) {
+        let (xv, _) = gather_batch(cache, chunk);
+        let logits = model
+            .forward(to_tensor::<B>(xv, chunk.len(), device), None)
+            .logits
+            .expect("stage-2 model");
+        let k = logits.dims()[1];
+        let s = scores(logits)
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default();
+        out.extend(s.chunks(k).map(<[f32]>::to_vec));
+    }
+    out
+}
+
+fn validate_epoch<B: Backend>(
+    model: &Eknet<B>,
+    splits: &Splits,
+    val_by_record: &[Vec<usize>],
+    stage: Stage,
+    cfg: &StageConfig,
+    groups: &[Vec<usize>],
+) -> Result<(f64, Option<f64>)> {
+    let device = model.queries.val().device();
+    let batch = cfg.optim.batch_size.max(1);
+    let firsts: Vec<usize> = val_by_record
+        .iter()
+        .filter_map(|w| w.first().copied())
+        .collect();
+    // Stage 1 validates with the training drop ratio (as the release), from a fixed seed so
+    // every validation sees the same drops.
+    let mut rng = Rng::new(seed_for(cfg.optim.seed, 0, 2));
+    let mut loss_sum = 0.0;
+    let mut all_scores: Vec<Vec<f32>> = Vec::new();
+    let mut all_labels: Vec<Vec<bool>> = Vec::new();
+    for chunk in firsts.chunks(batch) {
+        let (xv, yv) = gather_batch(&splits.val, chunk);
+        let b = chunk.len();
+        let x = to_tensor::<B>(xv, b, &device);
+        let loss = match stage {
+            Stage::Pretrain => {
+                let plan = DropPlan::draw(groups, b, cfg.input.mask_ratio, &mut rng);
+                pretrain_loss(model, x, &plan, cfg.model.loss_on)
+            }
+            Stage::Classify => {
+                let (loss, logits) = classify_loss(model, x, &yv, None);
+                let k = logits.dims()[1];
+                let s = scores(logits)
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .unwrap_or_default();
+                all_scores.extend(s.chunks(k).map(<[f32]>::to_vec));
+                all_labels.extend(yv.chunks(k).map(|c| c.iter().map(|&v| v > 0.5).collect()));
+                loss
+            }
+        };
+        loss_sum += loss.into_scalar().elem::<f64>() * b as f64;
+    }
+    let val_loss = loss_sum / firsts.len().max(1) as f64;
+    let auc = (stage == Stage::Classify).then(|| {
+        let k = splits.classes.len();
+        let aucs: Vec<f64> = (0..k)
+            .filter_map(|c| {
+                let s: Vec<f32> = all_scores.iter().map(|r| r[c]).collect();
+                let l: Vec<bool> = all_labels.iter().map(|r| r[c]).collect();
+                roc_auc(&s, &l)
+            })
+            .collect();
+        if aucs.is_empty() {
+            f64::NAN
+        } else {
+            aucs.iter().sum::<f64>() / aucs.len() as f64
+        }
+    });
+    Ok((val_loss, auc))
+}
