@@ -1,5 +1,6 @@
 //! The `eknet-train` command line: argument definitions (clap) and dispatch to each command.
 
+use crate::bench;
 use crate::data::prepare::{PtbxlPrepare, PtbxlSplit, WfdbPrepare, prepare_ptbxl, prepare_wfdb};
 use crate::device::{self, DeviceChoice};
 use crate::evaluate::{self, EvalSplit};
@@ -133,6 +134,25 @@ pub enum Command {
         /// cpu, or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: DeviceChoice,
+    },
+    /// Throughput in ECGs/s: training steps of each config's stage, evaluation forwards (stage
+    /// 2), and reading windows from the decoded-tensor cache (when the config's data exists).
+    Bench {
+        /// Stage configs to measure (repeat).
+        #[arg(long, required = true)]
+        config: Vec<PathBuf>,
+        /// Batch size.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Timed steps (after 2 warm-up steps).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// cpu, or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// (internal) Touch a CUDA device; used to turn burn's panic on a missing GPU into an error.
     #[command(hide = true)]
@@ -300,6 +320,71 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             println!("written to {}", out.display());
+            Ok(())
+        }
+        Command::Bench {
+            config,
+            batch,
+            steps,
+            device,
+            json,
+        } => {
+            let mut rows = Vec::new();
+            for path in &config {
+                let cfg = StageConfig::load(path)?;
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                rows.extend(match device {
+                    DeviceChoice::Cpu => bench::model_throughput::<device::CpuTrain>(
+                        &cfg,
+                        &name,
+                        batch,
+                        2,
+                        steps,
+                        &Default::default(),
+                    ),
+                    DeviceChoice::Cuda(i) => {
+                        device::check_cuda(i)?;
+                        #[cfg(feature = "cuda")]
+                        {
+                            bench::model_throughput::<device::GpuTrain>(
+                                &cfg,
+                                &name,
+                                batch,
+                                2,
+                                steps,
+                                &burn::backend::cuda::CudaDevice::new(i),
+                            )
+                        }
+                        #[cfg(not(feature = "cuda"))]
+                        unreachable!("check_cuda fails without the cuda feature")
+                    }
+                });
+                if cfg.dataset.train_csv.exists() {
+                    rows.push(bench::cache_throughput(&cfg, &name, batch, steps.max(20))?);
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<38} {:<34} {:>6} {:>12} {:>10} {:>12}",
+                    "what", "config", "batch", "median ms", "ECGs/s", "params"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<38} {:<34} {:>6} {:>12.2} {:>10.1} {:>12}",
+                        r.what,
+                        r.config,
+                        r.batch,
+                        r.median_s * 1e3,
+                        r.ecgs_per_s,
+                        r.params
+                    );
+                }
+            }
             Ok(())
         }
         Command::ProbeCuda { index } => device::probe_cuda(index),

@@ -5,6 +5,7 @@
 //! - [`cli`]: the `eknet-train` commands.
 //! - [`inspect`]: a record's summary (leads, rate, metadata, labels and their harmonisation).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

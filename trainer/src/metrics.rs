@@ -182,16 +182,15 @@ impl Predictions<'_> {
     }
 
     fn aggregates(&self, rows: &[usize], thresholds: &[f32]) -> [f64; 5] {
-        let classes = thresholds.len();
         let (mut aucs, mut f1s, mut f1h) = (Vec::new(), Vec::new(), Vec::new());
         let mut pooled = Counts::default();
         let (mut all_s, mut all_l) = (Vec::new(), Vec::new());
-        for k in 0..classes {
+        for (k, &threshold) in thresholds.iter().enumerate() {
             let (s, l) = self.column(k, rows);
             if let Some(a) = roc_auc(&s, &l) {
                 aucs.push(a);
             }
-            let c = Counts::at(&s, &l, thresholds[k]);
+            let c = Counts::at(&s, &l, threshold);
             pooled.tp += c.tp;
             pooled.fp += c.fp;
             pooled.fn_ += c.fn_;

@@ -323,60 +323,6 @@ pub fn parse_comments(comments: &[String]) -> RecordMeta {
     meta
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn comments_give_metadata_in_both_forms() {
-        let cinc: Vec<String> = [
-            "Age: 74",
-            "Sex: Male",
-            "Dx: 59118001, 164884008",
-            "Rx: Unknown",
-        ]
-        .map(String::from)
-        .to_vec();
-        let m = parse_comments(&cinc);
-        assert_eq!(m.age_years, Some(74.0));
-        assert_eq!(m.sex, Some(Sex::Male));
-        assert_eq!(
-            m.source_labels,
-            vec![
-                SourceLabel::Snomed("59118001".into()),
-                SourceLabel::Snomed("164884008".into())
-            ]
-        );
-        let ludb: Vec<String> = [
-            "<age>: >89",
-            "<sex>: F",
-            "<diagnoses>:",
-            "Rhythm: Sinus rhythm.",
-            "Non-specific repolarization abnormalities: posterior wall. #Rhythm: Sinus rhythm.",
-        ]
-        .map(String::from)
-        .to_vec();
-        let m = parse_comments(&ludb);
-        assert_eq!(m.age_years, None);
-        assert_eq!(m.notes, vec!["age given as '>89'"]);
-        assert_eq!(m.sex, Some(Sex::Female));
-        assert_eq!(m.source_labels.len(), 3);
-        assert_eq!(
-            m.source_labels[1],
-            SourceLabel::Text("Non-specific repolarization abnormalities: posterior wall.".into())
-        );
-        assert!(is_ludb(&ludb) && !is_ludb(&cinc));
-    }
-
-    #[test]
-    fn units_convert_to_millivolts() {
-        assert_eq!(units_to_mv("mV"), Some(1.0));
-        assert_eq!(units_to_mv("mv"), Some(1.0));
-        assert_eq!(units_to_mv("uV"), Some(1e-3));
-        assert_eq!(units_to_mv("mmHg"), None);
-    }
-}
-
 /// Writes a record as WFDB format 16 (`NAME.hea` + `NAME.dat` in `dir`), leads in conventional
 /// order, `units_per_mv` ADC units per millivolt, baseline 0, with checksums. Values outside the
 /// 16-bit range are an error (they would wrap); NaN samples are written as format 16's invalid
@@ -439,4 +385,58 @@ pub fn write_record(
     let hea = dir.join(format!("{name}.hea"));
     std::fs::write(&hea, header).map_err(io(hea.clone()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_give_metadata_in_both_forms() {
+        let cinc: Vec<String> = [
+            "Age: 74",
+            "Sex: Male",
+            "Dx: 59118001, 164884008",
+            "Rx: Unknown",
+        ]
+        .map(String::from)
+        .to_vec();
+        let m = parse_comments(&cinc);
+        assert_eq!(m.age_years, Some(74.0));
+        assert_eq!(m.sex, Some(Sex::Male));
+        assert_eq!(
+            m.source_labels,
+            vec![
+                SourceLabel::Snomed("59118001".into()),
+                SourceLabel::Snomed("164884008".into())
+            ]
+        );
+        let ludb: Vec<String> = [
+            "<age>: >89",
+            "<sex>: F",
+            "<diagnoses>:",
+            "Rhythm: Sinus rhythm.",
+            "Non-specific repolarization abnormalities: posterior wall. #Rhythm: Sinus rhythm.",
+        ]
+        .map(String::from)
+        .to_vec();
+        let m = parse_comments(&ludb);
+        assert_eq!(m.age_years, None);
+        assert_eq!(m.notes, vec!["age given as '>89'"]);
+        assert_eq!(m.sex, Some(Sex::Female));
+        assert_eq!(m.source_labels.len(), 3);
+        assert_eq!(
+            m.source_labels[1],
+            SourceLabel::Text("Non-specific repolarization abnormalities: posterior wall.".into())
+        );
+        assert!(is_ludb(&ludb) && !is_ludb(&cinc));
+    }
+
+    #[test]
+    fn units_convert_to_millivolts() {
+        assert_eq!(units_to_mv("mV"), Some(1.0));
+        assert_eq!(units_to_mv("mv"), Some(1.0));
+        assert_eq!(units_to_mv("uV"), Some(1e-3));
+        assert_eq!(units_to_mv("mmHg"), None);
+    }
 }

@@ -1,0 +1,147 @@
+//! `eknet-train bench`: throughput in ECGs per second of stage-1 and stage-2 training steps and
+//! of evaluation (stage-2 forward without drop), for any config's model size, on random inputs;
+//! and of reading windows from the decoded-tensor cache, against which the step rates compare.
+
+use crate::data::cache::WindowCache;
+use crate::model::{DropPlan, Eknet, EknetConfig, Stage, token_groups};
+use crate::rng::Rng;
+use crate::train::{classify_loss, gather_batch, open_splits, pretrain_loss};
+use anyhow::Result;
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use eknet_shared::config::StageConfig;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// What was timed.
+    pub what: String,
+    /// Config it came from.
+    pub config: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Median seconds per batch.
+    pub median_s: f64,
+    /// ECGs per second at the median.
+    pub ecgs_per_s: f64,
+    /// Model parameters.
+    pub params: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn random_batch<B: Backend>(batch: usize, device: &B::Device) -> Tensor<B, 3> {
+    Tensor::random(
+        [batch, 15, 1250],
+        burn::tensor::Distribution::Normal(0.0, 0.5),
+        device,
+    )
+}
+
+/// Times `steps` training steps (after `warmup`) and, for stage 2, evaluation forwards.
+pub fn model_throughput<B: AutodiffBackend>(
+    cfg: &StageConfig,
+    name: &str,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &B::Device,
+) -> Vec<Throughput> {
+    let mcfg = EknetConfig::from_stage(cfg);
+    let mut model = Eknet::<B>::new(&mcfg, device);
+    let params = burn::module::Module::num_params(&model);
+    let mut opt = AdamWConfig::new().init::<B, Eknet<B>>();
+    let groups = token_groups(mcfg.lead_split);
+    let mut rng = Rng::new(1);
+    let labels: Vec<f32> = (0..batch * mcfg.queries())
+        .map(|i| (i % 2) as f32)
+        .collect();
+    let mut times = Vec::new();
+    for i in 0..warmup + steps {
+        let x = random_batch::<B>(batch, device);
+        let plan = DropPlan::draw(&groups, batch, cfg.input.mask_ratio, &mut rng);
+        let t = Instant::now();
+        let loss = match mcfg.stage {
+            Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on),
+            Stage::Classify => classify_loss(&model, x, &labels, Some(&plan)).0,
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = opt.step(1e-4, model, grads);
+        let _ = B::sync(device);
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let stage = match mcfg.stage {
+        Stage::Pretrain => "stage 1 training step",
+        Stage::Classify => "stage 2 training step",
+    };
+    let m = median(times);
+    let mut out = vec![Throughput {
+        what: stage.into(),
+        config: name.into(),
+        batch,
+        median_s: m,
+        ecgs_per_s: batch as f64 / m,
+        params,
+    }];
+    if mcfg.stage == Stage::Classify {
+        let inner = model.valid();
+        let mut times = Vec::new();
+        for i in 0..warmup + steps {
+            let x = random_batch::<B::InnerBackend>(batch, device);
+            let t = Instant::now();
+            let logits = inner.forward(x, None).logits.expect("stage-2 model");
+            let _ = logits.into_data();
+            if i >= warmup {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let m = median(times);
+        out.push(Throughput {
+            what: "evaluation forward".into(),
+            config: name.into(),
+            batch,
+            median_s: m,
+            ecgs_per_s: batch as f64 / m,
+            params,
+        });
+    }
+    out
+}
+
+/// Times reading random batches of windows from a config's training cache (built if needed).
+pub fn cache_throughput(
+    cfg: &StageConfig,
+    name: &str,
+    batch: usize,
+    steps: usize,
+) -> Result<Throughput> {
+    let splits = open_splits(cfg, None)?;
+    let cache: &WindowCache = &splits.train;
+    let mut rng = Rng::new(2);
+    let mut times = Vec::new();
+    for _ in 0..steps.max(1) {
+        let windows: Vec<usize> = (0..batch).map(|_| rng.below(cache.len())).collect();
+        let t = Instant::now();
+        let (x, _) = gather_batch(cache, &windows);
+        std::hint::black_box(&x);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let m = median(times);
+    Ok(Throughput {
+        what: "cache read (mmap to batch)".into(),
+        config: name.into(),
+        batch,
+        median_s: m,
+        ecgs_per_s: batch as f64 / m,
+        params: 0,
+    })
+}

@@ -1,0 +1,199 @@
+//! Training on CPU: a tiny model learns a synthetic task with a known answer; resuming after a
+//! stop gives the same run as not stopping; stage 2 starts from stage 1's tensors bit for bit; a
+//! CUDA request without CUDA is a clear error.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use eknet_trainer::checkpoint::{copy_matching, dump};
+use eknet_trainer::device::CpuTrain;
+use eknet_trainer::metrics::roc_auc;
+use eknet_trainer::model::{Eknet, EknetConfig, Stage};
+use eknet_trainer::train::{TrainOptions, load_pretrained_dump, open_splits, predict, train};
+use std::process::Command;
+
+fn quiet() -> TrainOptions {
+    TrainOptions {
+        quiet: true,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn a_tiny_model_learns_a_known_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 150, 11);
+    let (cfg, _) = common::tiny_config(
+        "classification",
+        tmp.path(),
+        &data,
+        2,
+        16,
+        &[
+            ("LR_INITIAL: 0.0005", "LR_INITIAL: 0.003"),
+            ("MASK_RATIO: 0.65", "MASK_RATIO: 0.3"),
+        ],
+    );
+    let out = train::<CpuTrain>(&cfg, Stage::Classify, &quiet(), &Default::default()).unwrap();
+    let h = &out.state.history;
+    assert_eq!(h.len(), 16);
+    assert!(
+        h.last().unwrap().train_loss < 0.5 * h[0].train_loss,
+        "loss falls: {h:?}"
+    );
+    // AUC of each class on the validation records, from the best checkpoint.
+    let mcfg = EknetConfig::from_stage(&cfg);
+    let dev = Default::default();
+    let model = burn::module::Module::load_file(
+        Eknet::<eknet_trainer::device::Cpu>::new(&mcfg, &dev),
+        out.run_dir.join("best/model"),
+        &eknet_trainer::checkpoint::recorder(),
+        &dev,
+    )
+    .unwrap();
+    let splits = open_splits(&cfg, None).unwrap();
+    let scores = predict(&model, &splits.val, 16, &dev);
+    for k in 0..2 {
+        let s: Vec<f32> = scores.iter().map(|r| r[k]).collect();
+        let l: Vec<bool> = splits.val.index.labels.iter().map(|r| r[k] > 0).collect();
+        let auc = roc_auc(&s, &l).unwrap();
+        assert!(auc > 0.95, "class {} AUC {auc}", splits.classes[k]);
+    }
+}
+
+#[test]
+fn resuming_after_a_stop_gives_the_same_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 48, 3);
+    let dir_a = tmp.path().join("a");
+    let dir_b = tmp.path().join("b");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let (cfg_a, _) = common::tiny_config("self_learning", &dir_a, &data, 2, 3, &[]);
+    let (cfg_b, _) = common::tiny_config("self_learning", &dir_b, &data, 2, 3, &[]);
+    let straight =
+        train::<CpuTrain>(&cfg_a, Stage::Pretrain, &quiet(), &Default::default()).unwrap();
+    let first = train::<CpuTrain>(
+        &cfg_b,
+        Stage::Pretrain,
+        &TrainOptions {
+            stop_after: Some(1),
+            ..quiet()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(first.state.epochs_done, 1);
+    let resumed = train::<CpuTrain>(
+        &cfg_b,
+        Stage::Pretrain,
+        &TrainOptions {
+            resume: true,
+            ..quiet()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(resumed.state.epochs_done, 3);
+    let losses = |s: &eknet_trainer::checkpoint::TrainState| {
+        s.history
+            .iter()
+            .map(|e| (e.train_loss, e.val_loss))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        losses(&straight.state),
+        losses(&resumed.state),
+        "same seed, same losses, stop or not"
+    );
+    let a = load_pretrained_dump(&straight.run_dir.join("last")).unwrap();
+    let b = load_pretrained_dump(&resumed.run_dir.join("last")).unwrap();
+    for (name, (_, shape, values)) in &a.tensors {
+        assert_eq!(
+            (shape, values),
+            (&b.tensors[name].1, &b.tensors[name].2),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn stage_two_starts_from_stage_one_tensors_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 30, 5);
+    let (cfg1, _) = common::tiny_config("self_learning", tmp.path(), &data, 2, 1, &[]);
+    let stage1 = train::<CpuTrain>(&cfg1, Stage::Pretrain, &quiet(), &Default::default()).unwrap();
+    let source = load_pretrained_dump(&stage1.run_dir.join("last")).unwrap();
+    let last = stage1.run_dir.join("last");
+    let (cfg2, _) = common::tiny_config(
+        "classification",
+        tmp.path(),
+        &data,
+        2,
+        1,
+        &[
+            ("Using_Pertrain: False", "Using_Pertrain: True"),
+            (
+                "\"model_outputs/EKnet_self_learning_small/last\"",
+                &format!("\"{}\"", last.display()),
+            ),
+        ],
+    );
+    let dev = Default::default();
+    let fresh = Eknet::<eknet_trainer::device::Cpu>::new(&EknetConfig::from_stage(&cfg2), &dev);
+    let (copied, report) = copy_matching(fresh, &source);
+    let after = dump(&copied, true);
+    assert!(report.copied.len() > 20, "{report:?}");
+    for name in &report.copied {
+        assert_eq!(
+            after.tensors[name].2, source.tensors[name].2,
+            "{name} copied bit for bit"
+        );
+    }
+    for must in [
+        "embed.patch_embed.weight",
+        "embed.k_lead",
+        "embed.k_time",
+        "encoder.0.attn.query.weight",
+        "knowledge_cross.0.fc2.bias",
+    ] {
+        assert!(report.copied.iter().any(|c| c == must), "{must} copied");
+    }
+    let mut skipped: Vec<&str> = report.skipped.iter().map(|(n, _)| n.as_str()).collect();
+    skipped.sort();
+    // 15 slot queries vs 2 class queries differ in shape; the class heads do not exist in stage 1.
+    assert_eq!(skipped, ["class_bias", "class_weight", "queries"]);
+    assert!(report.unused.iter().any(|u| u.starts_with("recon_slot")));
+    // And the training command does the same copy before its first step.
+    let out = train::<CpuTrain>(
+        &cfg2,
+        Stage::Classify,
+        &TrainOptions {
+            stop_after: Some(1),
+            ..quiet()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(out.copy.unwrap().copied, report.copied);
+}
+
+#[test]
+fn cuda_without_cuda_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 6, 1);
+    let (_, path) = common::tiny_config("self_learning", tmp.path(), &data, 2, 1, &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_eknet-train"))
+        .args(["pretrain", "--device", "cuda:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CUDA") && !err.contains("panicked"), "{err}");
+}
