@@ -14,6 +14,37 @@ use eknet_shared::labels::Harmoniser;
 use eknet_shared::{data, ecgzip, io};
 use std::path::PathBuf;
 
+/// Runs `$body` with `$train` / `$infer` bound to the training and inference backend types of
+/// the chosen device and `$dev` to the device: the one place a backend is picked.
+macro_rules! with_backend {
+    ($choice:expr, $train:ident, $infer:ident, $dev:ident => $body:expr) => {
+        match $choice {
+            DeviceChoice::Cpu => {
+                #[allow(dead_code)]
+                type $train = device::CpuTrain;
+                #[allow(dead_code)]
+                type $infer = device::Cpu;
+                let $dev = Default::default();
+                $body
+            }
+            DeviceChoice::Cuda(index) => {
+                device::check_cuda(index)?;
+                #[cfg(feature = "cuda")]
+                {
+                    #[allow(dead_code)]
+                    type $train = device::GpuTrain;
+                    #[allow(dead_code)]
+                    type $infer = device::Gpu;
+                    let $dev = burn::backend::cuda::CudaDevice::new(index);
+                    $body
+                }
+                #[cfg(not(feature = "cuda"))]
+                bail!("built without CUDA (device {index})")
+            }
+        }
+    };
+}
+
 /// Input layouts `prepare` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -268,30 +299,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| {
                 checkpoint.join(format!("eval_{}", format!("{split:?}").to_lowercase()))
             });
-            let report = match device {
-                DeviceChoice::Cpu => evaluate::run::<device::Cpu>(
-                    &checkpoint,
-                    split,
-                    &out,
-                    bootstrap,
-                    &Default::default(),
-                )?,
-                DeviceChoice::Cuda(i) => {
-                    device::check_cuda(i)?;
-                    #[cfg(feature = "cuda")]
-                    {
-                        evaluate::run::<device::Gpu>(
-                            &checkpoint,
-                            split,
-                            &out,
-                            bootstrap,
-                            &burn::backend::cuda::CudaDevice::new(i),
-                        )?
-                    }
-                    #[cfg(not(feature = "cuda"))]
-                    unreachable!("check_cuda fails without the cuda feature")
-                }
-            };
+            let report = with_backend!(device, _T, I, dev => evaluate::run::<I>(&checkpoint, split, &out, bootstrap, &dev)?);
             let s = &report.summary;
             println!(
                 "{} split, {} records: macro AUC {:.4} [{:.4}, {:.4}], micro AUC {:.4}, macro F1 {:.4} [{:.4}, {:.4}] (at 0.5: {:.4}), micro F1 {:.4}",
@@ -336,32 +344,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                rows.extend(match device {
-                    DeviceChoice::Cpu => bench::model_throughput::<device::CpuTrain>(
-                        &cfg,
-                        &name,
-                        batch,
-                        2,
-                        steps,
-                        &Default::default(),
-                    ),
-                    DeviceChoice::Cuda(i) => {
-                        device::check_cuda(i)?;
-                        #[cfg(feature = "cuda")]
-                        {
-                            bench::model_throughput::<device::GpuTrain>(
-                                &cfg,
-                                &name,
-                                batch,
-                                2,
-                                steps,
-                                &burn::backend::cuda::CudaDevice::new(i),
-                            )
-                        }
-                        #[cfg(not(feature = "cuda"))]
-                        unreachable!("check_cuda fails without the cuda feature")
-                    }
-                });
+                rows.extend(with_backend!(device, T, _I, dev => bench::model_throughput::<T>(&cfg, &name, batch, 2, steps, &dev)));
                 if cfg.dataset.train_csv.exists() {
                     rows.push(bench::cache_throughput(&cfg, &name, batch, steps.max(20))?);
                 }
@@ -416,25 +399,8 @@ fn run_training(args: TrainArgs, stage: Stage) -> Result<()> {
         cache_dir: None,
         stop_after: args.stop_after,
     };
-    let outcome = match args.device {
-        DeviceChoice::Cpu => {
-            train::train::<device::CpuTrain>(&cfg, stage, &opts, &Default::default())?
-        }
-        DeviceChoice::Cuda(i) => {
-            device::check_cuda(i)?;
-            #[cfg(feature = "cuda")]
-            {
-                train::train::<device::GpuTrain>(
-                    &cfg,
-                    stage,
-                    &opts,
-                    &burn::backend::cuda::CudaDevice::new(i),
-                )?
-            }
-            #[cfg(not(feature = "cuda"))]
-            unreachable!("check_cuda fails without the cuda feature")
-        }
-    };
+    let outcome =
+        with_backend!(args.device, T, _I, dev => train::train::<T>(&cfg, stage, &opts, &dev)?);
     println!(
         "done: {} epochs, checkpoints in {} (last/, best/)",
         outcome.state.epochs_done,

@@ -490,6 +490,17 @@ fn write_history(run: &Path, state: &TrainState) -> Result<()> {
     Ok(())
 }
 
+/// Each row of `p(present)` from logits `[b, K, 2]`, as host vectors.
+fn score_rows<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
+    let k = logits.dims()[1];
+    let s = scores(logits)
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    s.chunks(k.max(1)).map(<[f32]>::to_vec).collect()
+}
+
 /// Scores `[record][class]` of a stage-2 model on each record's first window, in batches.
 pub fn predict<B: Backend>(
     model: &Eknet<B>,
@@ -509,13 +520,7 @@ pub fn predict<B: Backend>(
             .forward(to_tensor::<B>(xv, chunk.len(), device), None)
             .logits
             .expect("stage-2 model");
-        let k = logits.dims()[1];
-        let s = scores(logits)
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .unwrap_or_default();
-        out.extend(s.chunks(k).map(<[f32]>::to_vec));
+        out.extend(score_rows(logits));
     }
     out
 }
@@ -552,12 +557,7 @@ fn validate_epoch<B: Backend>(
             Stage::Classify => {
                 let (loss, logits) = classify_loss(model, x, &yv, None);
                 let k = logits.dims()[1];
-                let s = scores(logits)
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .unwrap_or_default();
-                all_scores.extend(s.chunks(k).map(<[f32]>::to_vec));
+                all_scores.extend(score_rows(logits));
                 all_labels.extend(yv.chunks(k).map(|c| c.iter().map(|&v| v > 0.5).collect()));
                 loss
             }
