@@ -1,6 +1,9 @@
-//! `eknet-daemon`: the bedside daemon. This crate is a skeleton until the daemon issue lands:
-//! protocol decoders, serial reader, windows, inference and the HTTP API go here. Both binaries
-//! exist so the workspace's shape is final; each says plainly that it is not implemented yet.
+//! `eknet-daemon`: the bedside daemon, being built. Present: [`protocol`], the serial decoders
+//! (eknet frame v1 and OpenBCI Cyton). To come with the daemon issue: serial reader, windows,
+//! inference and the HTTP API. Both binaries exist so the workspace's shape is final; each says
+//! plainly that it is not implemented yet.
+
+pub mod protocol;
 
 /// The message both binaries print until the daemon is implemented.
 pub const NOT_YET: &str = "not implemented yet: the bedside daemon arrives with the daemon issue \
