@@ -2,11 +2,11 @@
 //! per-class thresholds fitted on validation (max F1) and applied to the split; macro and micro
 //! AUC and F1 with bootstrap 95 % intervals; JSON, CSV and PNG plots (loss curves, ROC curves).
 
-use crate::checkpoint::{self, recorder};
+use crate::checkpoint::recorder;
 use crate::data::cache::WindowCache;
 use crate::metrics::{ClassMetrics, Predictions, Summary, best_f1_threshold, evaluate, roc_curve};
 use crate::model::{Eknet, EknetConfig, Stage};
-use crate::train::{open_splits, predict};
+use crate::train::{default_cache_dir, open_splits, predict};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::prelude::*;
@@ -112,12 +112,7 @@ pub fn run<B: Backend>(
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let cache_dir = cfg
-                .dataset
-                .train_csv
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("cache");
+            let cache_dir = default_cache_dir(&cfg);
             let test = WindowCache::open_or_build(
                 &path,
                 &cfg.dataset.data_dir,
@@ -188,7 +183,6 @@ pub fn run<B: Backend>(
     if let Err(e) = plots(out, &report, &scores, &labels, history.as_deref()) {
         eprintln!("note: plots not drawn ({e:#}); metrics.json and per_class.csv are complete");
     }
-    let _ = checkpoint::read_state(dir);
     Ok(report)
 }
 

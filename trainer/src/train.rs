@@ -70,19 +70,24 @@ pub struct Splits {
     pub val: WindowCache,
 }
 
+/// Where a config's decoded windows are cached by default: `cache/` beside the training split.
+pub fn default_cache_dir(cfg: &StageConfig) -> PathBuf {
+    cfg.dataset
+        .train_csv
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("cache")
+}
+
 /// Opens (building if needed) the train and validation caches of a config.
 pub fn open_splits(cfg: &StageConfig, cache_dir: Option<&Path>) -> Result<Splits> {
     let classes: Vec<String> = read_distribution(&cfg.dataset.stats_csv)?
         .into_iter()
         .map(|c| c.name)
         .collect();
-    let dir = cache_dir.map(Path::to_path_buf).unwrap_or_else(|| {
-        cfg.dataset
-            .train_csv
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("cache")
-    });
+    let dir = cache_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_cache_dir(cfg));
     let stem = |p: &Path| {
         p.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
