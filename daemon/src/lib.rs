@@ -4,6 +4,7 @@
 //! plainly that it is not implemented yet.
 
 pub mod protocol;
+pub mod quality;
 
 /// The message both binaries print until the daemon is implemented.
 pub const NOT_YET: &str = "not implemented yet: the bedside daemon arrives with the daemon issue \
