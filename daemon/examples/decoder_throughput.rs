@@ -42,48 +42,30 @@ fn main() {
         "decoder", "chunk", "MB/s", "frames"
     );
     for chunk in [64usize, 4096] {
-        let mut frames = 0;
-        let runs: Vec<f64> = (0..15)
-            .map(|_| {
-                let mut d = eknet::Decoder::new();
-                let mut out = Vec::new();
-                let s = time(|| {
-                    for c in ek.chunks(chunk) {
-                        d.feed(c, &mut out);
-                        out.clear();
-                    }
-                });
-                frames = d.counters.frames;
-                s
-            })
-            .collect();
-        println!(
-            "{:<10} {:>7} {:>12.1} {:>10}",
-            "eknet",
-            chunk,
-            ek.len() as f64 / median(runs) / 1e6,
-            frames
-        );
-        let runs: Vec<f64> = (0..15)
-            .map(|_| {
-                let mut d = cyton::Decoder::new();
-                let mut out = Vec::new();
-                let s = time(|| {
-                    for c in cy.chunks(chunk) {
-                        d.feed(c, &mut out);
-                        out.clear();
-                    }
-                });
-                frames = d.counters.packets;
-                s
-            })
-            .collect();
-        println!(
-            "{:<10} {:>7} {:>12.1} {:>10}",
-            "cyton",
-            chunk,
-            cy.len() as f64 / median(runs) / 1e6,
-            frames
-        );
+        let (mbps, frames) = measure(&ek, |bytes| {
+            let (mut d, mut out) = (eknet::Decoder::new(), Vec::new());
+            for c in bytes.chunks(chunk) {
+                d.feed(c, &mut out);
+                out.clear();
+            }
+            d.counters.frames
+        });
+        println!("{:<10} {:>7} {:>12.1} {:>10}", "eknet", chunk, mbps, frames);
+        let (mbps, frames) = measure(&cy, |bytes| {
+            let (mut d, mut out) = (cyton::Decoder::new(), Vec::new());
+            for c in bytes.chunks(chunk) {
+                d.feed(c, &mut out);
+                out.clear();
+            }
+            d.counters.packets
+        });
+        println!("{:<10} {:>7} {:>12.1} {:>10}", "cyton", chunk, mbps, frames);
     }
+}
+
+/// Median MB/s of 15 runs of `decode` over `bytes`, and the frame count it reports.
+fn measure(bytes: &[u8], mut decode: impl FnMut(&[u8]) -> u64) -> (f64, u64) {
+    let mut frames = 0;
+    let runs: Vec<f64> = (0..15).map(|_| time(|| frames = decode(bytes))).collect();
+    (bytes.len() as f64 / median(runs) / 1e6, frames)
 }
