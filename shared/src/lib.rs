@@ -13,10 +13,12 @@
 //! - [`labels`]: PTB-XL SCP statements, SNOMED CT and LUDB text mapped onto them.
 //! - [`config`]: the seed-compatible YAML configs of both training stages.
 //! - [`data`]: where the shared real records live.
+//! - [`bundle`]: the model bundle (`*.eknet`): manifest, checksums, both ONNX graphs.
 //!
 //! No async runtime, no tensor library: everything here is plain data and arithmetic, so a record
 //! gives the same tensor in training and at the bedside.
 
+pub mod bundle;
 pub mod config;
 pub mod data;
 pub mod ecgzip;

@@ -4,6 +4,7 @@ use crate::bench;
 use crate::data::prepare::{PtbxlPrepare, PtbxlSplit, WfdbPrepare, prepare_ptbxl, prepare_wfdb};
 use crate::device::{self, DeviceChoice};
 use crate::evaluate::{self, EvalSplit};
+use crate::export;
 use crate::inspect::{Inspection, inspect};
 use crate::model::Stage;
 use crate::train::{self, TrainOptions};
@@ -185,6 +186,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a model bundle (`.eknet`) from a stage-2 checkpoint: the f32 ONNX graph (checked
+    /// against burn on the validation records), an int8 graph calibrated on real records, both
+    /// graphs' validation metrics and thresholds, and a manifest with provenance and checksums.
+    Export {
+        /// Checkpoint folder (RUN/best or RUN/last).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Calibration records: a prepared split CSV (e.g. the training split) or a record file
+        /// or folder (WFDB, .ecgzip).
+        #[arg(long)]
+        calibration: PathBuf,
+        /// Bundle to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Calibration windows (spread evenly over the source).
+        #[arg(long, default_value_t = 64)]
+        calibration_windows: usize,
+        /// How to reproduce this model, recorded in the manifest (e.g. a script path).
+        #[arg(long)]
+        reproduce: Option<String>,
+        /// Folder with ptbxl/scp_statements.csv and cinc/ for label descriptions and SNOMED codes
+        /// (default: the shared data folder).
+        #[arg(long)]
+        tables: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a bundle as the daemon loads it (checksums, format version, graph shapes, label
+    /// count), run both graphs once, and print a summary.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Print JSON (the verification and the manifest).
+        #[arg(long)]
+        json: bool,
+    },
     /// (internal) Touch a CUDA device; used to turn burn's panic on a missing GPU into an error.
     #[command(hide = true)]
     ProbeCuda {
@@ -328,6 +366,65 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             println!("written to {}", out.display());
+            Ok(())
+        }
+        Command::Export {
+            checkpoint,
+            calibration,
+            out,
+            calibration_windows,
+            reproduce,
+            tables,
+            json,
+        } => {
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let report = export::export(&export::ExportOptions {
+                checkpoint,
+                calibration,
+                calibration_windows,
+                out,
+                command,
+                reproduce,
+                tables,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let m = &report.manifest;
+                let fmt = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+                println!(
+                    "wrote {} ({} bytes; model.onnx {} bytes, model.int8.onnx {} bytes) in {:.1} s",
+                    report.out.display(),
+                    report.bundle_bytes,
+                    report.f32_bytes,
+                    report.int8_bytes,
+                    report.seconds
+                );
+                println!(
+                    "validation ({} records): macro AUC f32 {}, int8 {}; max |int8 - f32| {:.4}; f32 graph vs burn {:.2e}",
+                    m.metrics.records,
+                    fmt(m.metrics.f32.macro_auc),
+                    fmt(m.metrics.int8.macro_auc),
+                    m.metrics.int8_vs_f32_max_abs,
+                    m.metrics.f32_vs_trainer_max_abs
+                );
+            }
+            Ok(())
+        }
+        Command::Verify { bundle, json } => {
+            let report = export::verify(&bundle)?;
+            let b = eknet_shared::bundle::Bundle::open(&bundle)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "verify": report,
+                        "manifest": b.manifest,
+                    }))?
+                );
+            } else {
+                print!("{}", export::verify_text(&report, &b.manifest));
+            }
             Ok(())
         }
         Command::Bench {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod evaluate;
+pub mod export;
 pub mod inspect;
 pub mod metrics;
 pub mod model;

@@ -1,0 +1,301 @@
+//! `eknet-runtime`: runs a model bundle's ONNX graph with tract. A [`Classifier`] checks the
+//! graph's input and outputs against the manifest (shape, names, label count), builds one
+//! optimised plan for a batch of one window, and scores windows with it, on one thread or on a
+//! private pool of several for tract's matrix products.
+
+use eknet_shared::bundle::{ATTENTION_NAME, Bundle, BundleError, INPUT_NAME, Precision, SCORES_NAME};
+use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT};
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::tract_linalg::multithread::{Executor, multithread_tract_scope};
+
+pub use tract_onnx;
+
+/// Why a graph could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The bundle itself was refused.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// tract could not read or optimise the graph.
+    #[error("{what}: tract cannot load the graph: {detail}")]
+    Load {
+        /// Which graph.
+        what: String,
+        /// tract's message chain.
+        detail: String,
+    },
+    /// The graph's input or outputs are not what a bundle's graph must have.
+    #[error("{what}: {detail}")]
+    Contract {
+        /// Which graph.
+        what: String,
+        /// What differs.
+        detail: String,
+    },
+    /// The graph scores a different number of classes than the manifest lists.
+    #[error(
+        "{what}: the graph scores {graph} classes but the manifest lists {manifest} labels"
+    )]
+    LabelCount {
+        /// Which graph.
+        what: String,
+        /// Classes of the graph's `scores` output.
+        graph: usize,
+        /// Labels in the manifest.
+        manifest: usize,
+    },
+    /// A window of the wrong size was given.
+    #[error("a window is {expected} samples (15 slots x 1250), got {found}")]
+    WindowSize {
+        /// 18,750.
+        expected: usize,
+        /// What came.
+        found: usize,
+    },
+    /// A window held a NaN or infinite sample.
+    #[error("the window holds a non-finite sample at slot {slot}, sample {sample}")]
+    NonFinite {
+        /// Slot of the first bad sample.
+        slot: usize,
+        /// Sample within the slot.
+        sample: usize,
+    },
+    /// tract failed while running.
+    #[error("inference failed: {0}")]
+    Run(String),
+    /// Threads were asked for where this build has no multithreaded products.
+    #[error("thread pool: {0}")]
+    Threads(String),
+}
+
+/// One window's outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inference {
+    /// p(present) per class, in label order.
+    pub scores: Vec<f32>,
+    /// Per class, attention over the 750 tokens (row-major `[classes][750]`, each row sums to 1).
+    pub attention: Vec<f32>,
+}
+
+impl Inference {
+    /// Class `k`'s attention row.
+    pub fn attention_of(&self, k: usize) -> &[f32] {
+        &self.attention[k * TOKEN_COUNT..(k + 1) * TOKEN_COUNT]
+    }
+}
+
+/// A graph ready to score windows.
+pub struct Classifier {
+    plan: Arc<TypedRunnableModel>,
+    precision: Precision,
+    classes: usize,
+    threads: usize,
+    executor: Executor,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("precision", &self.precision)
+            .field("classes", &self.classes)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+fn chain(e: &TractError) -> String {
+    format!("{e:#}")
+}
+
+impl Classifier {
+    /// Loads one precision of a verified bundle, checking the graph against the manifest.
+    pub fn from_bundle(
+        bundle: &Bundle,
+        precision: Precision,
+        threads: usize,
+    ) -> Result<Classifier, RuntimeError> {
+        let what = format!("{} ({})", bundle.origin, precision.member());
+        Classifier::from_onnx(
+            bundle.onnx(precision),
+            &what,
+            precision,
+            Some(bundle.manifest.labels.len()),
+            threads,
+        )
+    }
+
+    /// Loads an ONNX graph given as bytes. `expected_classes`, when given, must equal the number
+    /// of classes the graph scores. `threads` is the size of the pool for matrix products (1 runs
+    /// on the caller's thread).
+    pub fn from_onnx(
+        onnx: &[u8],
+        what: &str,
+        precision: Precision,
+        expected_classes: Option<usize>,
+        threads: usize,
+    ) -> Result<Classifier, RuntimeError> {
+        let load = |e: TractError| RuntimeError::Load {
+            what: what.into(),
+            detail: chain(&e),
+        };
+        let contract = |detail: String| RuntimeError::Contract {
+            what: what.into(),
+            detail,
+        };
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(onnx))
+            .map_err(load)?;
+        let inputs = model.input_outlets().map_err(load)?.to_vec();
+        if inputs.len() != 1 {
+            return Err(contract(format!("the graph has {} inputs, expected 1 ('{INPUT_NAME}')", inputs.len())));
+        }
+        let input_name = model.node(inputs[0].node).name.clone();
+        if input_name != INPUT_NAME {
+            return Err(contract(format!("the graph's input is '{input_name}', expected '{INPUT_NAME}'")));
+        }
+        let outputs = model.output_outlets().map_err(load)?.to_vec();
+        let names: Vec<String> = outputs
+            .iter()
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map(String::from)
+                    .unwrap_or_else(|| model.node(o.node).name.clone())
+            })
+            .collect();
+        if names != [SCORES_NAME, ATTENTION_NAME] {
+            return Err(contract(format!(
+                "the graph's outputs are {names:?}, expected [\"{SCORES_NAME}\", \"{ATTENTION_NAME}\"]"
+            )));
+        }
+        let model = model
+            .with_input_fact(0, f32::fact([1, SLOT_COUNT, SLOT_SAMPLES]).into())
+            .map_err(|e| contract(format!("the graph does not take a [1, 15, 1250] f32 input: {}", chain(&e))))?;
+        let typed = model.into_typed().map_err(load)?;
+        let shape_of = |ix: usize| -> Result<Vec<usize>, RuntimeError> {
+            let fact = typed.output_fact(ix).map_err(load)?;
+            if fact.datum_type != f32::datum_type() {
+                return Err(contract(format!(
+                    "output '{}' is {:?}, expected f32",
+                    names[ix], fact.datum_type
+                )));
+            }
+            fact.shape
+                .as_concrete()
+                .map(<[usize]>::to_vec)
+                .ok_or_else(|| contract(format!("output '{}' has no concrete shape for one window", names[ix])))
+        };
+        let scores = shape_of(0)?;
+        let attention = shape_of(1)?;
+        if scores.len() != 2 || scores[0] != 1 {
+            return Err(contract(format!("output 'scores' is {scores:?} for one window, expected [1, classes]")));
+        }
+        let classes = scores[1];
+        if attention != [1, classes, TOKEN_COUNT] {
+            return Err(contract(format!(
+                "output 'attention' is {attention:?} for one window, expected [1, {classes}, {TOKEN_COUNT}]"
+            )));
+        }
+        if let Some(n) = expected_classes
+            && n != classes
+        {
+            return Err(RuntimeError::LabelCount {
+                what: what.into(),
+                graph: classes,
+                manifest: n,
+            });
+        }
+        let plan = typed
+            .into_optimized()
+            .map_err(load)?
+            .into_runnable()
+            .map_err(load)?;
+        let executor = executor_for(threads)?;
+        Ok(Classifier {
+            plan,
+            precision,
+            classes,
+            threads: threads.max(1),
+            executor,
+        })
+    }
+
+    /// Which graph this is.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Classes scored.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Threads used for matrix products.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Scores one window: `[15][1250]` millivolts at 500 Hz, slot-major (the shared 3x4 layout).
+    pub fn classify(&self, window: &[f32]) -> Result<Inference, RuntimeError> {
+        let expected = SLOT_COUNT * SLOT_SAMPLES;
+        if window.len() != expected {
+            return Err(RuntimeError::WindowSize {
+                expected,
+                found: window.len(),
+            });
+        }
+        if let Some(i) = window.iter().position(|v| !v.is_finite()) {
+            return Err(RuntimeError::NonFinite {
+                slot: i / SLOT_SAMPLES,
+                sample: i % SLOT_SAMPLES,
+            });
+        }
+        let run = |e: TractError| RuntimeError::Run(chain(&e));
+        let input = Tensor::from_shape(&[1, SLOT_COUNT, SLOT_SAMPLES], window).map_err(run)?;
+        let outputs = match self.threads {
+            1 => self.plan.run(tvec!(input.into())),
+            _ => multithread_tract_scope(self.executor.clone(), || {
+                self.plan.run(tvec!(input.into()))
+            }),
+        }
+        .map_err(run)?;
+        let slice = |ix: usize| -> Result<Vec<f32>, RuntimeError> {
+            Ok(outputs[ix]
+                .try_as_plain_ram()
+                .map_err(run)?
+                .as_slice::<f32>()
+                .map_err(run)?
+                .to_vec())
+        };
+        Ok(Inference {
+            scores: slice(0)?,
+            attention: slice(1)?,
+        })
+    }
+}
+
+#[cfg(feature = "multithread")]
+fn executor_for(threads: usize) -> Result<Executor, RuntimeError> {
+    Ok(if threads <= 1 {
+        Executor::SingleThread
+    } else {
+        Executor::multithread_with_name(threads, "eknet-mm")
+    })
+}
+
+#[cfg(not(feature = "multithread"))]
+fn executor_for(threads: usize) -> Result<Executor, RuntimeError> {
+    if threads > 1 {
+        return Err(RuntimeError::Threads(format!(
+            "{threads} threads asked for, but this build has no multithreaded matrix products \
+             (feature 'multithread')"
+        )));
+    }
+    Ok(Executor::SingleThread)
+}
+
+/// Loads both precisions of a bundle file.
+pub fn open_bundle(path: &std::path::Path) -> Result<Bundle, RuntimeError> {
+    Ok(Bundle::open(path)?)
+}
