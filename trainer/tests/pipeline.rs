@@ -1,6 +1,7 @@
 //! End to end on the shared real records: `prepare --format wfdb` (LUDB + CinC), then the small
 //! configs' stage 1 and stage 2 for one epoch each (stage 2 starting from stage 1), then
-//! `evaluate`, all through the `eknet-train` binary as a user runs it.
+//! `evaluate`, `export` (calibrated on the training split) and `verify`, all through the
+//! `eknet-train` binary as a user runs it.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -28,7 +29,7 @@ fn run(dir: &Path, args: &[&str]) -> String {
 }
 
 #[test]
-fn prepare_pretrain_finetune_evaluate_on_the_shared_records() {
+fn prepare_pretrain_finetune_evaluate_export_on_the_shared_records() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
@@ -138,4 +139,53 @@ fn prepare_pretrain_finetune_evaluate_on_the_shared_records() {
     let auc = metrics["summary"]["macro_auc"]["value"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&auc));
     assert!(best.join("eval_test/per_class.csv").exists());
+
+    let out = run(
+        work,
+        &[
+            "export",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--calibration",
+            "data/prepared/k0_train.csv",
+            "--calibration-windows",
+            "16",
+            "--out",
+            "bundle/small.eknet",
+            "--tables",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("wrote bundle/small.eknet"), "{out}");
+    let bundle = eknet_shared::bundle::Bundle::open(&work.join("bundle/small.eknet")).unwrap();
+    let m = &bundle.manifest;
+    assert_eq!(m.labels.len(), 18);
+    // The f32 graph equals burn's forward on every validation record.
+    assert!(m.metrics.f32_vs_trainer_max_abs <= 1e-4, "{}", m.metrics.f32_vs_trainer_max_abs);
+    assert_eq!(m.metrics.records, metrics_val_records(work));
+    assert!(m.metrics.int8_vs_f32_max_abs > 0.0);
+    assert_eq!(m.quantization.calibration_windows, 16);
+    // Labels carry their SCP description and, where the CinC mapping has one, SNOMED codes.
+    let scp = eknet_shared::labels::scp::ScpTable::from_csv(&data.join("ptbxl/scp_statements.csv")).unwrap();
+    for l in &m.labels {
+        assert_eq!(l.description.as_deref(), Some(scp.get(&l.code).unwrap().description.as_str()));
+    }
+    assert!(m.labels.iter().any(|l| !l.snomed.is_empty()));
+    assert!(m.provenance.config_yaml.contains("num_classes: 18"));
+    assert!(m.provenance.command.contains("export"));
+
+    let out = run(work, &["verify", "bundle/small.eknet"]);
+    assert!(out.contains(": OK (format 1"), "{out}");
+    assert!(out.contains("model.int8.onnx") && out.contains("sha256 verified"), "{out}");
+    assert!(out.contains("int8 graph runs: attention rows sum to 1"), "{out}");
+}
+
+/// Validation records of the prepared split (its CSV has a header line).
+fn metrics_val_records(work: &Path) -> usize {
+    std::fs::read_to_string(work.join("data/prepared/k0_val.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+        - 1
 }
