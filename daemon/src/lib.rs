@@ -1,16 +1,22 @@
-//! `eknet-daemon`: the bedside daemon, being built. Present: [`protocol`], the serial decoders
-//! (eknet frame v1 and OpenBCI Cyton); [`windows`], 10 s windows every hop, never across a gap;
-//! [`quality`], heart rate and per-lead quality verdicts. To come with the daemon issue: serial
-//! reader, simulator, inference and the HTTP API. Both binaries exist so the workspace's shape is final; each says
-//! plainly that it is not implemented yet.
+//! `eknet-daemon`: the bedside daemon. A serial ECG device is read ([`acquire`]) through the
+//! [`protocol`] decoders (eknet frame v1, OpenBCI Cyton); 10 s windows are cut every hop, never
+//! across a gap ([`windows`]); per-lead quality and heart rate are judged ([`quality`]); the
+//! bundle's quantised model runs on its own thread ([`engine`]); every result ([`result`]) is
+//! stored durably ([`store`]) and served over a local HTTP API ([`api`], [`openapi`]). [`config`]
+//! reads `configs/daemon.yaml`; [`app`] wires it all together.
 
+#![recursion_limit = "512"] // the OpenAPI document is one json! literal
+
+pub mod acquire;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod openapi;
 pub mod protocol;
 pub mod quality;
+pub mod result;
+pub mod sim;
+pub mod store;
 pub mod windows;
-
-/// The message both binaries print until the daemon is implemented.
-pub const NOT_YET: &str = "not implemented yet: the bedside daemon arrives with the daemon issue \
-(serial decoders, windows, inference, HTTP API); this build only carries the shared ECG core";
-
-/// The model input's slot count, re-exported to show the daemon builds on the shared layout.
-pub const SLOTS: usize = eknet_shared::layout::SLOT_COUNT;

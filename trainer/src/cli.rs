@@ -222,6 +222,13 @@ pub enum Command {
         /// Print JSON (the verification and the manifest).
         #[arg(long)]
         json: bool,
+        /// Also write tract's outputs on a test window (and on --record files) to this folder,
+        /// for `tools/ort_check.py` to compare with onnxruntime.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        /// Records whose first 10 s window is added to --dump (repeat).
+        #[arg(long)]
+        record: Vec<PathBuf>,
     },
     /// (internal) Touch a CUDA device; used to turn burn's panic on a missing GPU into an error.
     #[command(hide = true)]
@@ -411,8 +418,17 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Verify { bundle, json } => {
+        Command::Verify {
+            bundle,
+            json,
+            dump,
+            record,
+        } => {
             let report = export::verify(&bundle)?;
+            if let Some(dir) = &dump {
+                let n = export::dump_for_check(&bundle, &record, dir)?;
+                eprintln!("wrote tract's outputs on {n} window(s) to {}", dir.display());
+            }
             let b = eknet_shared::bundle::Bundle::open(&bundle)?;
             if json {
                 println!(

@@ -9,17 +9,13 @@
 use burn::prelude::*;
 use eknet_runtime::tract_onnx::pb;
 use eknet_runtime::{Classifier, RuntimeError};
-use eknet_shared::bundle::{
-    self, Architecture, Bundle, BundleError, ClassFigures, InputSpec, LabelInfo, Manifest,
-    OutputSpec, Precision, PrecisionFigures, Preprocessing, Provenance, Quantization,
-    ValidationMetrics, write_bundle,
-};
+use eknet_shared::bundle::{self, Architecture, Bundle, BundleError, Manifest, Precision, write_bundle};
 use eknet_shared::config::PosMerging;
 use eknet_shared::layout::TOKEN_COUNT;
 use eknet_shared::preprocess::{WindowOptions, record_windows};
 use eknet_trainer::device::Cpu;
 use eknet_trainer::export::graph::{Lowering, build};
-use eknet_trainer::export::{build_graphs, encode, weights_of};
+use eknet_trainer::export::{build_graphs, encode, unvalidated_manifest, weights_of};
 use eknet_trainer::model::block::NormPlacement;
 use eknet_trainer::model::{Eknet, EknetConfig, Stage, scores};
 use prost::Message;
@@ -182,81 +178,17 @@ fn int8_graph_uses_integer_products_with_static_scales_and_stays_close() {
 
 fn manifest_for(classes: usize) -> Manifest {
     let codes: Vec<String> = (0..classes).map(|k| format!("C{k}")).collect();
-    let fig = PrecisionFigures {
-        macro_auc: Some(0.5),
-        per_class: codes
-            .iter()
-            .map(|c| ClassFigures {
-                code: c.clone(),
-                support: 1,
-                auc: Some(0.5),
-                f1: 0.0,
-                sensitivity: 0.0,
-                ppv: 0.0,
-            })
-            .collect(),
+    let arch = Architecture {
+        d_model: 16,
+        depth: 2,
+        heads: 2,
+        knowledge_depth: 2,
+        merging: "add_sincos".into(),
+        norm: "pre".into(),
+        lead_split: false,
+        parameters: 0,
     };
-    Manifest {
-        format_version: bundle::FORMAT_VERSION,
-        model_id: "test".into(),
-        input: InputSpec::current(),
-        outputs: OutputSpec::current(),
-        labels: codes
-            .iter()
-            .map(|c| LabelInfo {
-                code: c.clone(),
-                description: None,
-                snomed: vec![],
-                threshold_f32: 0.5,
-                threshold_int8: 0.5,
-                support_train: 1,
-                support_val: 1,
-            })
-            .collect(),
-        metrics: ValidationMetrics {
-            split: "none".into(),
-            records: 0,
-            f32: fig.clone(),
-            int8: fig,
-            f32_vs_trainer_max_abs: 0.0,
-            int8_vs_f32_max_abs: 0.0,
-            int8_vs_f32_mean_abs: 0.0,
-            int8_vs_f32_macro_auc: None,
-            int8_vs_f32_worst_class_auc: None,
-        },
-        preprocessing: Preprocessing::current(),
-        architecture: Architecture {
-            d_model: 16,
-            depth: 2,
-            heads: 2,
-            knowledge_depth: 2,
-            merging: "concat_mlp".into(),
-            norm: "res_post".into(),
-            lead_split: true,
-            parameters: 0,
-        },
-        quantization: Quantization {
-            scheme: "test".into(),
-            calibration_source: "ludb".into(),
-            calibration_windows: 4,
-            int8_layers: 0,
-        },
-        provenance: Provenance {
-            config_yaml: String::new(),
-            checkpoint: String::new(),
-            data_dir: String::new(),
-            train_csv: String::new(),
-            val_csv: String::new(),
-            seed: 0,
-            epochs: 0,
-            commit: None,
-            created: "2026-11-25T00:00:00Z".into(),
-            command: "test".into(),
-            reproduce: None,
-            exporter: "test".into(),
-        },
-        members: Default::default(),
-    }
+    unvalidated_manifest("test", &codes, arch, "test fixture")
 }
 
 /// A valid bundle of a tiny random model with 3 classes.

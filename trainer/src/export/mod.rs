@@ -559,6 +559,123 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     })
 }
 
+/// A manifest for a model that was never validated (an untrained fixture): every figure empty,
+/// thresholds 0.5, the model id saying what it is.
+pub fn unvalidated_manifest(model_id: &str, codes: &[String], arch: Architecture, note: &str) -> Manifest {
+    let fig = PrecisionFigures {
+        macro_auc: None,
+        per_class: codes
+            .iter()
+            .map(|c| ClassFigures {
+                code: c.clone(),
+                support: 0,
+                auc: None,
+                f1: 0.0,
+                sensitivity: 0.0,
+                ppv: 0.0,
+            })
+            .collect(),
+    };
+    Manifest {
+        format_version: FORMAT_VERSION,
+        model_id: model_id.into(),
+        input: InputSpec::current(),
+        outputs: OutputSpec::current(),
+        labels: codes
+            .iter()
+            .map(|c| LabelInfo {
+                code: c.clone(),
+                description: None,
+                snomed: vec![],
+                threshold_f32: 0.5,
+                threshold_int8: 0.5,
+                support_train: 0,
+                support_val: 0,
+            })
+            .collect(),
+        metrics: ValidationMetrics {
+            split: "none (not validated)".into(),
+            records: 0,
+            f32: fig.clone(),
+            int8: fig,
+            f32_vs_trainer_max_abs: 0.0,
+            int8_vs_f32_max_abs: 0.0,
+            int8_vs_f32_mean_abs: 0.0,
+            int8_vs_f32_macro_auc: None,
+            int8_vs_f32_worst_class_auc: None,
+        },
+        preprocessing: Preprocessing::current(),
+        architecture: arch,
+        quantization: Quantization {
+            scheme: "static int8 (see the exporter)".into(),
+            calibration_source: String::new(),
+            calibration_windows: 0,
+            int8_layers: 0,
+        },
+        provenance: Provenance {
+            config_yaml: String::new(),
+            checkpoint: note.into(),
+            data_dir: String::new(),
+            train_csv: String::new(),
+            val_csv: String::new(),
+            seed: 0,
+            epochs: 0,
+            commit: git_commit(),
+            created: utc_now(),
+            command: String::new(),
+            reproduce: None,
+            exporter: format!("eknet-train {}", env!("CARGO_PKG_VERSION")),
+        },
+        members: Default::default(),
+    }
+}
+
+/// Writes a bundle of an UNTRAINED model (seeded random weights) scoring `codes`: a fixture for
+/// tests of the bundle, runtime and daemon. Its scores mean nothing, and its model id and
+/// provenance say so. The int8 graph is calibrated on `calibration` (real records).
+pub fn untrained_bundle(
+    path: &Path,
+    cfg: &EknetConfig,
+    codes: &[String],
+    calibration: &[Vec<f32>],
+    seed: u64,
+) -> Result<()> {
+    if codes.len() != cfg.num_classes {
+        bail!("{} codes for a model of {} classes", codes.len(), cfg.num_classes);
+    }
+    let device = Default::default();
+    <Cpu as Backend>::seed(&device, seed);
+    let model = Eknet::<Cpu>::new(cfg, &device);
+    let w = weights_of(&model);
+    let graphs = build_graphs(cfg, &w, calibration)?;
+    let arch = Architecture {
+        d_model: cfg.d_model,
+        depth: cfg.depth,
+        heads: cfg.heads,
+        knowledge_depth: cfg.knowledge_depth,
+        merging: match cfg.merging {
+            PosMerging::ConcatMlp => "concat_mlp".into(),
+            PosMerging::AddSincos => "add_sincos".into(),
+        },
+        norm: match cfg.norm {
+            crate::model::block::NormPlacement::Pre => "pre".into(),
+            crate::model::block::NormPlacement::ResPost => "res_post".into(),
+        },
+        lead_split: cfg.lead_split,
+        parameters: w.tensors.values().map(|(_, v)| v.len()).sum(),
+    };
+    let mut m = unvalidated_manifest(
+        &format!("untrained-fixture-seed{seed}"),
+        codes,
+        arch,
+        "none: untrained fixture (random weights) for tests",
+    );
+    m.quantization.calibration_windows = calibration.len();
+    m.quantization.int8_layers = graphs.int8_layers;
+    write_bundle(path, &mut m, &graphs.f32_onnx, &graphs.int8_onnx)?;
+    Ok(())
+}
+
 /// What `verify` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -650,6 +767,38 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         classes: k,
         checks,
     })
+}
+
+/// Writes what `tools/ort_check.py` compares with onnxruntime: `windows.f32` (the test window,
+/// then the first window of each record, raw little-endian f32 `[n, 15, 1250]`) and `tract.json`
+/// (both precisions' scores and attention on them, as tract computes them).
+pub fn dump_for_check(path: &Path, records: &[PathBuf], dir: &Path) -> Result<usize> {
+    let bundle = Bundle::open(path)?;
+    let mut windows = vec![test_window()];
+    for r in records {
+        let rec = eknet_shared::io::read_any(r).with_context(|| format!("reading {}", r.display()))?;
+        let w = record_windows(&rec, WindowOptions::default())
+            .with_context(|| format!("windowing {}", r.display()))?;
+        if let Some(w) = w.into_iter().next() {
+            windows.push(w.data);
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let raw: Vec<u8> = windows.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("windows.f32"), raw)?;
+    let mut out = serde_json::Map::new();
+    for p in [Precision::F32, Precision::Int8] {
+        let c = Classifier::from_bundle(&bundle, p, 1)?;
+        let (mut s, mut a) = (Vec::new(), Vec::new());
+        for w in &windows {
+            let o = c.classify(w)?;
+            s.push(o.scores);
+            a.push(o.attention);
+        }
+        out.insert(p.as_str().into(), serde_json::json!({ "scores": s, "attention": a }));
+    }
+    std::fs::write(dir.join("tract.json"), serde_json::to_vec(&out)?)?;
+    Ok(windows.len())
 }
 
 /// The human summary of a verified bundle.

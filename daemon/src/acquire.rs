@@ -1,0 +1,464 @@
+//! The serial reader: opens the device (tokio-serial), decodes eknet frames or Cyton packets,
+//! turns them into 500 Hz twelve-lead samples in mV (limb leads derived; Cyton resampled from
+//! 250 Hz by the shared resampler), and feeds the window assembler. `Ok(0)`, a read error or a
+//! silent port (watchdog) means the device is gone: the reader reopens it with backoff (250 ms
+//! doubling to 5 s). Every disconnect, reconnect, lost sample and restart is a gap: the assembler
+//! starts again, so no window spans it, and the gap is reported as an event.
+
+use crate::config::Protocol;
+use crate::engine::{EngineCounters, Job, offer};
+use crate::protocol::{cyton, eknet};
+use crate::result::now_ms;
+use crate::windows::WindowAssembler;
+use eknet_shared::Lead;
+use eknet_shared::layout::LEAD_ROWS;
+use eknet_shared::resample::StreamResampler;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+/// First reconnect delay.
+pub const BACKOFF_START: Duration = Duration::from_millis(250);
+/// Longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the reader needs.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// Device path.
+    pub path: PathBuf,
+    /// Baud.
+    pub baud: u32,
+    /// Framing.
+    pub protocol: Protocol,
+    /// Silence before the port is reopened.
+    pub watchdog: Duration,
+    /// Window hop in samples.
+    pub hop_samples: usize,
+    /// Cyton channel map.
+    pub cyton_map: [Lead; 8],
+    /// Cyton gain.
+    pub cyton_gain: f64,
+}
+
+/// The device as the API reports it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeviceStatus {
+    /// `connecting`, `streaming`, `waiting for hello`, `silent`, `disconnected`.
+    pub state: String,
+    /// Device path.
+    pub path: String,
+    /// Framing.
+    pub protocol: String,
+    /// When the state last changed (RFC 3339).
+    pub since: String,
+    /// Last error or disconnect reason.
+    pub last_error: Option<String>,
+    /// Device id from the hello frame.
+    pub device_id: Option<String>,
+    /// Rate the device announces (hello) or that its protocol fixes (Cyton: 250 Hz).
+    pub announced_rate_hz: Option<f64>,
+    /// Scale the device announces.
+    pub microvolts_per_lsb: Option<f64>,
+    /// Device samples per second measured on arrival since the last connect.
+    pub measured_rate_hz: Option<f64>,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Good frames (eknet) or packets (Cyton).
+    pub frames: u64,
+    /// Bytes skipped while hunting for a frame.
+    pub bytes_skipped: u64,
+    /// CRC errors (eknet) or bad footers (Cyton).
+    pub crc_errors: u64,
+    /// Samples the device sent that never arrived (measured from indices / counters).
+    pub lost_samples: u64,
+    /// Gaps (losses, restarts, disconnects).
+    pub gaps: u64,
+    /// Successful opens.
+    pub connects: u64,
+    /// Device gone (EOF, error, watchdog).
+    pub disconnects: u64,
+    /// Watchdog expiries.
+    pub watchdog_trips: u64,
+    /// 500 Hz samples assembled.
+    pub samples: u64,
+    /// Windows handed to the model.
+    pub windows: u64,
+    /// Sample frames ignored because no hello had given the scale yet.
+    pub frames_before_hello: u64,
+}
+
+/// Shared device status.
+pub type SharedStatus = Arc<Mutex<DeviceStatus>>;
+
+fn set_state(status: &SharedStatus, state: &str, error: Option<String>) {
+    if let Ok(mut s) = status.lock() {
+        if s.state != state {
+            s.since = crate::result::rfc3339_ms(now_ms());
+        }
+        s.state = state.into();
+        if error.is_some() {
+            s.last_error = error;
+        }
+    }
+}
+
+/// Turns decoded device samples into windows.
+struct Pipeline {
+    assembler: WindowAssembler,
+    /// Next 500 Hz stream index.
+    index: u64,
+    /// Cyton: one resampler per channel.
+    resamplers: Vec<StreamResampler>,
+    /// eknet: scale and announced rate.
+    hello: Option<eknet::Hello>,
+    started: Option<(Instant, u64)>,
+    device_samples: u64,
+    cyton_scale_mv: f64,
+    cyton_map: [Lead; 8],
+}
+
+fn twelve_from_eight(map: &[Lead; 8], ch: &[f32]) -> [f32; LEAD_ROWS] {
+    let mut out = [0f32; LEAD_ROWS];
+    for (lead, &v) in map.iter().zip(ch) {
+        out[lead.row()] = v;
+    }
+    let (i, ii) = (out[Lead::I.row()], out[Lead::II.row()]);
+    for l in [Lead::III, Lead::AVR, Lead::AVL, Lead::AVF] {
+        out[l.row()] = l.derive_from(i, ii).unwrap_or(0.0);
+    }
+    out
+}
+
+const EKNET_EIGHT: [Lead; 8] = [
+    Lead::I,
+    Lead::II,
+    Lead::V1,
+    Lead::V2,
+    Lead::V3,
+    Lead::V4,
+    Lead::V5,
+    Lead::V6,
+];
+
+impl Pipeline {
+    fn new(cfg: &ReaderConfig) -> Pipeline {
+        Pipeline {
+            assembler: WindowAssembler::new(cfg.hop_samples),
+            index: 0,
+            resamplers: (0..8)
+                .filter_map(|_| StreamResampler::new(250.0, 500.0).ok())
+                .collect(),
+            hello: None,
+            started: None,
+            device_samples: 0,
+            cyton_scale_mv: cyton::microvolts_per_lsb(cfg.cyton_gain) / 1000.0,
+            cyton_map: cfg.cyton_map,
+        }
+    }
+
+    /// Starts a new signal: nothing buffered crosses this point.
+    fn gap(&mut self) {
+        self.assembler.gap();
+        self.resamplers.iter_mut().for_each(StreamResampler::reset);
+    }
+
+    fn count_arrival(&mut self, n: u64, status: &mut DeviceStatus) {
+        let now = Instant::now();
+        let (t0, s0) = *self.started.get_or_insert((now, self.device_samples));
+        self.device_samples += n;
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt >= 2.0 {
+            status.measured_rate_hz = Some((self.device_samples - s0) as f64 / dt);
+        }
+    }
+
+    fn push(&mut self, sample: [f32; LEAD_ROWS], lead_off: u16, out: &mut Vec<Job>) {
+        let idx = self.index;
+        self.index += 1;
+        if let Some(window) = self.assembler.push(idx, sample, lead_off) {
+            out.push(Job::Live {
+                window,
+                end_ms: now_ms(),
+                arrived: Instant::now(),
+            });
+        }
+    }
+}
+
+fn event(reasons: String, index: Option<u64>) -> Job {
+    Job::Event {
+        reasons: vec![reasons],
+        at_ms: now_ms(),
+        index,
+    }
+}
+
+/// Reads the device until `shutdown` turns true, reconnecting as needed.
+pub async fn run_reader(
+    cfg: ReaderConfig,
+    status: SharedStatus,
+    jobs: SyncSender<Job>,
+    counters: Arc<EngineCounters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Ok(mut s) = status.lock() {
+        s.path = cfg.path.display().to_string();
+        s.protocol = format!("{:?}", cfg.protocol).to_lowercase();
+    }
+    let mut backoff = BACKOFF_START;
+    let mut pipeline = Pipeline::new(&cfg);
+    let mut announced_failure = false;
+    let send = |job: Job| {
+        if let Job::Live { .. } = job {
+            offer(&jobs, job, &counters);
+        } else {
+            // Events are rare; block briefly rather than lose one.
+            let _ = jobs.send(job);
+        }
+    };
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        set_state(&status, "connecting", None);
+        let port = tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(
+            cfg.path.to_string_lossy(),
+            cfg.baud,
+        ));
+        let mut port = match port {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = format!("cannot open {}: {e}", cfg.path.display());
+                set_state(&status, "disconnected", Some(msg.clone()));
+                if !announced_failure {
+                    send(event(format!("device unavailable: {msg}"), None));
+                    announced_failure = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        if let Ok(mut s) = status.lock() {
+            s.connects += 1;
+        }
+        set_state(
+            &status,
+            match cfg.protocol {
+                Protocol::Eknet => "waiting for hello",
+                Protocol::Cyton => "streaming",
+            },
+            None,
+        );
+        let mut ek = eknet::Decoder::new();
+        let mut cy = cyton::Decoder::new();
+        let mut events_ek = Vec::new();
+        let mut events_cy = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let mut got_data = false;
+        pipeline.gap();
+        pipeline.hello = None;
+        pipeline.started = None;
+        let reason = loop {
+            let read = tokio::select! {
+                r = tokio::time::timeout(cfg.watchdog, port.read(&mut buf)) => r,
+                _ = shutdown.changed() => return,
+            };
+            let n = match read {
+                Err(_) => {
+                    if let Ok(mut s) = status.lock() {
+                        s.watchdog_trips += 1;
+                    }
+                    set_state(&status, "silent", None);
+                    break format!(
+                        "device silent for {} ms (watchdog)",
+                        cfg.watchdog.as_millis()
+                    );
+                }
+                Ok(Ok(0)) => break "device gone (end of stream)".to_string(),
+                Ok(Err(e)) => break format!("read error: {e}"),
+                Ok(Ok(n)) => n,
+            };
+            if !got_data {
+                got_data = true;
+                backoff = BACKOFF_START;
+                if announced_failure {
+                    announced_failure = false;
+                }
+            }
+            let mut jobs_out = Vec::new();
+            {
+                let Ok(mut st) = status.lock() else { return };
+                st.bytes += n as u64;
+                match cfg.protocol {
+                    Protocol::Eknet => {
+                        ek.feed(&buf[..n], &mut events_ek);
+                        for ev in events_ek.drain(..) {
+                            handle_eknet(ev, &mut pipeline, &mut st, &mut jobs_out);
+                        }
+                        st.frames = ek.counters.frames;
+                        st.bytes_skipped = ek.counters.bytes_skipped;
+                        st.crc_errors = ek.counters.crc_errors;
+                        st.lost_samples = ek.counters.lost_samples;
+                    }
+                    Protocol::Cyton => {
+                        cy.feed(&buf[..n], &mut events_cy);
+                        for ev in events_cy.drain(..) {
+                            handle_cyton(ev, &mut pipeline, &mut st, &mut jobs_out);
+                        }
+                        st.frames = cy.counters.packets;
+                        st.bytes_skipped = cy.counters.bytes_skipped;
+                        st.crc_errors = cy.counters.bad_footers;
+                        st.lost_samples = cy.counters.lost_samples;
+                        st.announced_rate_hz = Some(250.0);
+                        st.microvolts_per_lsb = Some(pipeline.cyton_scale_mv * 1000.0);
+                    }
+                }
+                st.windows += jobs_out
+                    .iter()
+                    .filter(|j| matches!(j, Job::Live { .. }))
+                    .count() as u64;
+            }
+            for j in jobs_out {
+                send(j);
+            }
+        };
+        // The device is gone (or silent): whatever is buffered ends here.
+        pipeline.gap();
+        if let Ok(mut s) = status.lock() {
+            s.disconnects += 1;
+            s.gaps += 1;
+        }
+        set_state(&status, "disconnected", Some(reason.clone()));
+        send(event(
+            format!("{reason}: classification stops until 10 s of signal after it returns"),
+            Some(pipeline.index),
+        ));
+        announced_failure = true;
+        drop(port);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn handle_eknet(ev: eknet::Event, p: &mut Pipeline, st: &mut DeviceStatus, out: &mut Vec<Job>) {
+    match ev {
+        eknet::Event::Hello(h) => {
+            let rate = f64::from(h.sample_rate_mhz) / 1000.0;
+            st.device_id = Some(h.device_id.clone());
+            st.announced_rate_hz = Some(rate);
+            st.microvolts_per_lsb = Some(f64::from(h.microvolts_per_lsb));
+            if h.sample_rate_mhz != 500_000 {
+                let msg = format!(
+                    "device announces {rate} Hz; eknet frame devices must sample at 500 Hz: \
+                     samples ignored"
+                );
+                if st.last_error.as_deref() != Some(msg.as_str()) {
+                    out.push(event(msg.clone(), Some(p.index)));
+                }
+                st.last_error = Some(msg);
+                st.state = "unsupported rate".into();
+                p.hello = None;
+                return;
+            }
+            if !(h.microvolts_per_lsb.is_finite() && h.microvolts_per_lsb > 0.0) {
+                st.last_error = Some(format!(
+                    "device announces {} uV per LSB: samples ignored",
+                    h.microvolts_per_lsb
+                ));
+                p.hello = None;
+                return;
+            }
+            if p.hello.is_none() {
+                st.state = "streaming".into();
+            }
+            p.hello = Some(h);
+        }
+        eknet::Event::Gap {
+            expected,
+            got,
+            lost,
+            reset,
+        } => {
+            p.gap();
+            st.gaps += 1;
+            let msg = if reset {
+                format!("device restarted (sample index went from {expected} back to {got})")
+            } else {
+                format!("gap at device sample {expected}: {lost} samples lost")
+            };
+            // Skip the stream index ahead by what was lost so times stay honest.
+            p.index += lost;
+            out.push(event(msg, Some(p.index)));
+        }
+        eknet::Event::Samples(block) => {
+            let Some(h) = &p.hello else {
+                st.frames_before_hello += 1;
+                return;
+            };
+            let scale = f64::from(h.microvolts_per_lsb) / 1000.0;
+            let c = block.channels as usize;
+            let n = block.samples();
+            p.count_arrival(n as u64, st);
+            for s in 0..n {
+                let raw = &block.values[s * c..(s + 1) * c];
+                let mv: Vec<f32> = raw.iter().map(|&v| (f64::from(v) * scale) as f32).collect();
+                let sample = if c == 12 {
+                    let mut a = [0f32; LEAD_ROWS];
+                    a.copy_from_slice(&mv);
+                    a
+                } else {
+                    twelve_from_eight(&EKNET_EIGHT, &mv)
+                };
+                st.samples += 1;
+                p.push(sample, block.lead_off, out);
+            }
+        }
+    }
+}
+
+fn handle_cyton(ev: cyton::Event, p: &mut Pipeline, st: &mut DeviceStatus, out: &mut Vec<Job>) {
+    match ev {
+        cyton::Event::Gap {
+            expected,
+            got,
+            lost,
+        } => {
+            p.gap();
+            st.gaps += 1;
+            p.index += u64::from(lost) * 2;
+            out.push(event(
+                format!("gap: packet counter {expected} expected, {got} came ({lost} packets lost, modulo 256)"),
+                Some(p.index),
+            ));
+        }
+        cyton::Event::Packet(pk) => {
+            p.count_arrival(1, st);
+            let mut outs: Vec<Vec<f32>> = Vec::with_capacity(8);
+            for (ch, r) in p.resamplers.iter_mut().enumerate() {
+                let mv = (f64::from(pk.channels[ch]) * p.cyton_scale_mv) as f32;
+                let mut o = Vec::with_capacity(2);
+                r.push(&[mv], &mut o);
+                outs.push(o);
+            }
+            let k = outs.iter().map(Vec::len).min().unwrap_or(0);
+            for j in 0..k {
+                let ch: Vec<f32> = outs.iter().map(|o| o[j]).collect();
+                let sample = twelve_from_eight(&p.cyton_map, &ch);
+                st.samples += 1;
+                p.push(sample, 0, out);
+            }
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The local HTTP API (axum): health, status, results (latest, since, server-sent events with ids,
+//! `Last-Event-ID` resume, keep-alive, an explicit `lagged` event), classification of an uploaded
+//! 10 s ECG, model facts, Prometheus metrics and the OpenAPI description. Every error is JSON
+//! `{"error": ..., "status": ...}` with the right 4xx; an optional bearer token guards all but
+//! `/healthz`.
+
+use crate::acquire::SharedStatus;
+use crate::engine::{EngineCounters, Job, ModelInfo};
+use crate::result::WindowResult;
+use crate::store::Store;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use eknet_shared::Lead;
+use eknet_shared::bundle::Manifest;
+use eknet_shared::layout::WINDOW_SAMPLES;
+use futures_util::stream::{self, Stream, StreamExt};
+use std::convert::Infallible;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+
+/// Largest decompressed upload.
+pub const MAX_DECOMPRESSED: u64 = 64 << 20;
+/// Results replayed to a resuming stream client before it is told to page instead.
+pub const MAX_REPLAY: usize = 1000;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// History.
+    pub store: Arc<Mutex<Store>>,
+    /// Stored results as they happen.
+    pub events: broadcast::Sender<Arc<WindowResult>>,
+    /// Device status.
+    pub status: SharedStatus,
+    /// Engine counters.
+    pub counters: Arc<EngineCounters>,
+    /// Model facts.
+    pub model: Arc<ModelInfo>,
+    /// The bundle's manifest.
+    pub manifest: Arc<Manifest>,
+    /// The inference thread's queue (uploads).
+    pub jobs: SyncSender<Job>,
+    /// Bearer token.
+    pub token: Option<Arc<str>>,
+    /// Request body limit.
+    pub body_limit: usize,
+    /// Process start.
+    pub started: Instant,
+    /// Keep-alive period of the event stream.
+    pub keep_alive: Duration,
+    /// Requests answered, and with a 4xx.
+    pub http: Arc<HttpCounters>,
+    /// Becomes true when the daemon stops (event streams end then).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Request counters.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    /// All requests.
+    pub requests: AtomicU64,
+    /// 4xx answers.
+    pub client_errors: AtomicU64,
+    /// Event-stream clients told they lagged.
+    pub stream_lags: AtomicU64,
+}
+
+/// A JSON error.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message, "status": self.status.as_u16() });
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/status", get(status))
+        .route("/v1/results/latest", get(latest))
+        .route("/v1/results", get(results))
+        .route("/v1/stream", get(stream_results))
+        .route("/v1/classify", post(classify))
+        .route("/v1/model", get(model))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts requests, checks the bearer token (all but `/healthz`).
+async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    s.http.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(token) = &s.token
+        && req.uri().path() != "/healthz"
+    {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            s.http.client_errors.fetch_add(1, Ordering::Relaxed);
+            let why = if given.is_some() {
+                "wrong bearer token"
+            } else {
+                "missing bearer token (Authorization: Bearer <token>)"
+            };
+            return ApiError::new(StatusCode::UNAUTHORIZED, why).into_response();
+        }
+    }
+    let r = next.run(req).await;
+    if r.status().is_client_error() {
+        s.http.client_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such route: {} {} (see /openapi.json)", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+fn lock_err() -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal state unavailable")
+}
+
+async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let device = s.status.lock().map_err(|_| lock_err())?.clone();
+    let (stored, oldest, latest_id) = {
+        let st = s.store.lock().map_err(|_| lock_err())?;
+        (st.len(), st.oldest_id(), st.latest().map(|r| r.id))
+    };
+    let c = &s.counters;
+    let classified = c.classified.load(Ordering::Relaxed);
+    let total_us = c.inference_us_total.load(Ordering::Relaxed);
+    Ok(Json(serde_json::json!({
+        "device": device,
+        "model": *s.model,
+        "windows": {
+            "classified": classified,
+            "abstained": c.abstained.load(Ordering::Relaxed),
+            "dropped_busy": c.dropped_windows.load(Ordering::Relaxed),
+            "device_events": c.events.load(Ordering::Relaxed),
+            "uploads": c.uploads.load(Ordering::Relaxed),
+            "last_inference_ms": c.last_inference_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            "mean_inference_ms": if classified > 0 { total_us as f64 / classified as f64 / 1000.0 } else { 0.0 },
+            "last_pipeline_ms": c.last_pipeline_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        },
+        "history": { "stored": stored, "oldest_id": oldest, "latest_id": latest_id,
+                     "write_errors": c.store_errors.load(Ordering::Relaxed) },
+        "uptime_s": s.started.elapsed().as_secs_f64(),
+    })))
+}
+
+async fn latest(State(s): State<AppState>) -> Result<Json<WindowResult>, ApiError> {
+    let st = s.store.lock().map_err(|_| lock_err())?;
+    st.latest()
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no result yet"))
+}
+
+/// Parses `since` and `limit` (and nothing else).
+fn page_query(q: Option<&str>) -> Result<(u64, usize), ApiError> {
+    let (mut since, mut limit) = (0u64, 100usize);
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter '{k}': '{v}' is not {what}"),
+            )
+        };
+        match k {
+            "since" => since = v.parse().map_err(|_| bad("a result id (a whole number)"))?,
+            "limit" => {
+                limit = v.parse().map_err(|_| bad("a whole number"))?;
+                if !(1..=1000).contains(&limit) {
+                    return Err(bad("between 1 and 1000"));
+                }
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter '{k}' (use since and limit)"),
+                ));
+            }
+        }
+    }
+    Ok((since, limit))
+}
+
+async fn results(
+    State(s): State<AppState>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (since, limit) = page_query(q.as_deref())?;
+    let mut st = s.store.lock().map_err(|_| lock_err())?;
+    let items = st.since(since, limit).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading history: {e}"))
+    })?;
+    let next = items.last().map(|r| r.id);
+    Ok(Json(serde_json::json!({
+        "results": items,
+        "oldest_id": st.oldest_id(),
+        "next_since": next,
+    })))
+}
+
+fn sse_event(r: &WindowResult) -> Event {
+    Event::default()
+        .id(r.id.to_string())
+        .event("result")
+        .data(serde_json::to_string(r).unwrap_or_default())
+}
+
+async fn stream_results(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let last = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "Last-Event-ID is not a result id")
+                })?,
+        ),
+    };
+    // Subscribe before reading the history, so nothing falls between the two.
+    let rx = s.events.subscribe();
+    let (replay, truncated, last_sent) = match last {
+        Some(id) => {
+            let mut st = s.store.lock().map_err(|_| lock_err())?;
+            let items = st.since(id, MAX_REPLAY + 1).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading history: {e}"))
+            })?;
+            let truncated = items.len() > MAX_REPLAY;
+            let items: Vec<WindowResult> = items.into_iter().take(MAX_REPLAY).collect();
+            let last_sent = items.last().map_or(id, |r| r.id);
+            (items, truncated, last_sent)
+        }
+        None => (Vec::new(), false, 0),
+    };
+    let mut first: Vec<Event> = replay.iter().map(sse_event).collect();
+    if truncated {
+        first.push(Event::default().event("lagged").data(
+            serde_json::json!({
+                "reason": "more results since Last-Event-ID than one replay holds",
+                "resume_with": format!("/v1/results?since={last_sent}"),
+            })
+            .to_string(),
+        ));
+    }
+    let http = s.http.clone();
+    let live = stream::unfold((rx, last_sent), move |(mut rx, mut last_sent)| {
+        let http = http.clone();
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(r) => {
+                        if r.id <= last_sent {
+                            continue;
+                        }
+                        last_sent = r.id;
+                        return Some((Ok(sse_event(&r)), (rx, last_sent)));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        http.stream_lags.fetch_add(1, Ordering::Relaxed);
+                        let e = Event::default().event("lagged").data(
+                            serde_json::json!({
+                                "missed": n,
+                                "reason": "this client fell behind the stream",
+                                "resume_with": format!("/v1/results?since={last_sent}"),
+                            })
+                            .to_string(),
+                        );
+                        return Some((Ok(e), (rx, last_sent)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    let mut stop = s.shutdown.clone();
+    let all = stream::iter(first.into_iter().map(Ok))
+        .chain(live)
+        .take_until(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        });
+    Ok(Sse::new(all).keep_alive(KeepAlive::new().interval(s.keep_alive).text("keep-alive")))
+}
+
+fn is_gzip(headers: &HeaderMap, body: &[u8]) -> bool {
+    headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+        || body.starts_with(&[0x1f, 0x8b])
+}
+
+/// The twelve leads of an uploaded record's first 10 s at 500 Hz.
+pub fn upload_leads(body: &[u8], gzip: bool) -> Result<Vec<Vec<f32>>, ApiError> {
+    let json = if gzip {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(body)
+            .take(MAX_DECOMPRESSED + 1)
+            .read_to_string(&mut out)
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("body is not valid gzip: {e}"))
+            })?;
+        if out.len() as u64 > MAX_DECOMPRESSED {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("decompressed body exceeds {MAX_DECOMPRESSED} bytes"),
+            ));
+        }
+        out
+    } else {
+        String::from_utf8(body.to_vec()).map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "body is neither UTF-8 JSON nor gzip")
+        })?
+    };
+    let origin = std::path::Path::new("request body");
+    let record = eknet_shared::ecgzip::from_json(&json, origin, "upload").map_err(|e| {
+        use eknet_shared::ecgzip::EcgzipError;
+        let status = match e {
+            EcgzipError::Json { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
+    let r = eknet_shared::preprocess::to_model_rate(&record)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let n = r.len_samples();
+    if n < WINDOW_SAMPLES {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the ECG lasts {:.3} s ({n} samples at 500 Hz); classification needs 10 s",
+                n as f64 / 500.0
+            ),
+        ));
+    }
+    Lead::ALL
+        .iter()
+        .map(|&l| {
+            r.lead(l)
+                .map(|x| x[..WINDOW_SAMPLES].to_vec())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("lead {} is missing", l.name()),
+                    )
+                })
+        })
+        .collect()
+}
+
+async fn classify(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<WindowResult>, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !matches!(
+            ct.as_str(),
+            "application/json" | "application/gzip" | "application/octet-stream" | "application/x-gzip"
+        ) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content type '{ct}': send application/json (optionally gzip-encoded)"),
+            ));
+        }
+    }
+    let bytes = axum::body::to_bytes(body, s.body_limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds {} bytes", s.body_limit),
+        )
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty body: send a 10 s 12-lead ECG as JSON"));
+    }
+    let gzip = is_gzip(&headers, &bytes);
+    let leads = tokio::task::spawn_blocking(move || upload_leads(&bytes, gzip))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "parser task failed"))??;
+    let (tx, rx) = oneshot::channel();
+    s.jobs
+        .try_send(Job::Upload { leads, reply: tx })
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model is busy; retry shortly"))?;
+    match tokio::time::timeout(Duration::from_secs(60), rx).await {
+        Ok(Ok(Ok(r))) => Ok(Json(r)),
+        Ok(Ok(Err(e))) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e)),
+        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model did not answer")),
+    }
+}
+
+async fn model(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let m = &s.manifest;
+    Json(serde_json::json!({
+        "model_id": m.model_id,
+        "precision": s.model.precision,
+        "threads": s.model.threads,
+        "bundle": s.model.bundle,
+        "labels": m.labels,
+        "input": m.input,
+        "metrics": m.metrics,
+        "architecture": m.architecture,
+        "quantization": m.quantization,
+        "provenance": {
+            "checkpoint": m.provenance.checkpoint,
+            "data_dir": m.provenance.data_dir,
+            "train_csv": m.provenance.train_csv,
+            "val_csv": m.provenance.val_csv,
+            "seed": m.provenance.seed,
+            "epochs": m.provenance.epochs,
+            "commit": m.provenance.commit,
+            "created": m.provenance.created,
+            "reproduce": m.provenance.reproduce,
+            "exporter": m.provenance.exporter,
+        },
+        "intended_use": "demonstration; not for clinical decisions",
+    }))
+}
+
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let d = s.status.lock().map_err(|_| lock_err())?.clone();
+    let c = &s.counters;
+    let mut out = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, v: f64| {
+        out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
+    };
+    put("eknet_uptime_seconds", "gauge", "Seconds since start.", s.started.elapsed().as_secs_f64());
+    put("eknet_device_streaming", "gauge", "1 while the device streams.", f64::from(u8::from(d.state == "streaming")));
+    put("eknet_device_bytes_total", "counter", "Bytes read from the device.", d.bytes as f64);
+    put("eknet_device_frames_total", "counter", "Good frames or packets.", d.frames as f64);
+    put("eknet_device_bytes_skipped_total", "counter", "Bytes skipped while resynchronising.", d.bytes_skipped as f64);
+    put("eknet_device_crc_errors_total", "counter", "CRC errors or bad footers.", d.crc_errors as f64);
+    put("eknet_device_lost_samples_total", "counter", "Device samples lost in transit.", d.lost_samples as f64);
+    put("eknet_device_gaps_total", "counter", "Gaps in the signal.", d.gaps as f64);
+    put("eknet_device_disconnects_total", "counter", "Device gone (EOF, error, watchdog).", d.disconnects as f64);
+    put("eknet_device_watchdog_trips_total", "counter", "Silent-port watchdog expiries.", d.watchdog_trips as f64);
+    put("eknet_device_measured_rate_hz", "gauge", "Device samples per second measured on arrival.", d.measured_rate_hz.unwrap_or(0.0));
+    put("eknet_windows_classified_total", "counter", "Windows classified.", c.classified.load(Ordering::Relaxed) as f64);
+    put("eknet_windows_abstained_total", "counter", "Windows not classified.", c.abstained.load(Ordering::Relaxed) as f64);
+    put("eknet_windows_dropped_total", "counter", "Windows dropped because the model was busy.", c.dropped_windows.load(Ordering::Relaxed) as f64);
+    put("eknet_inference_last_seconds", "gauge", "Last window's time in the graph.", c.last_inference_us.load(Ordering::Relaxed) as f64 / 1e6);
+    put("eknet_pipeline_last_seconds", "gauge", "Last window: last sample to stored result.", c.last_pipeline_us.load(Ordering::Relaxed) as f64 / 1e6);
+    put("eknet_history_write_errors_total", "counter", "History write failures.", c.store_errors.load(Ordering::Relaxed) as f64);
+    put("eknet_http_requests_total", "counter", "HTTP requests.", s.http.requests.load(Ordering::Relaxed) as f64);
+    put("eknet_http_client_errors_total", "counter", "HTTP 4xx answers.", s.http.client_errors.load(Ordering::Relaxed) as f64);
+    put("eknet_stream_lags_total", "counter", "Event-stream clients told they lagged.", s.http.stream_lags.load(Ordering::Relaxed) as f64);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::spec())
+}

@@ -1,0 +1,181 @@
+//! Wiring: from a config to a running daemon. The bundle is loaded and its plan built before
+//! anything listens (a bad bundle refuses to start); the history is opened; the inference thread,
+//! the serial reader and the HTTP server start; one watch channel stops them all.
+
+use crate::acquire::{DeviceStatus, ReaderConfig, SharedStatus, run_reader};
+use crate::api::{AppState, HttpCounters, router};
+use crate::config::DaemonConfig;
+use crate::engine::{Engine, EngineCounters, ModelInfo};
+use crate::store::{Store, StoreError};
+use eknet_runtime::{Classifier, RuntimeError};
+use eknet_shared::bundle::Bundle;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+
+/// Why the daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No bundle configured.
+    #[error("no model bundle: give --bundle FILE or model.bundle in the config")]
+    NoBundle,
+    /// The bundle was refused.
+    #[error("model bundle refused: {0}")]
+    Bundle(#[from] RuntimeError),
+    /// The history could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A thread could not start.
+    #[error("cannot start the inference thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running daemon.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Set to true to stop.
+    pub shutdown: watch::Sender<bool>,
+    /// The HTTP server task.
+    pub server: tokio::task::JoinHandle<()>,
+    /// The reader task, when a device is configured.
+    pub reader: Option<tokio::task::JoinHandle<()>>,
+    /// Model facts.
+    pub model: Arc<ModelInfo>,
+    /// Device status.
+    pub status: SharedStatus,
+    /// Results recovered from a torn history line at start.
+    pub recovered_torn_bytes: u64,
+}
+
+impl Running {
+    /// Stops everything and waits for the server and reader.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        if let Some(r) = self.reader {
+            let _ = r.await;
+        }
+    }
+}
+
+/// Starts the daemon from a (validated) config.
+pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
+    let path: PathBuf = cfg.model.bundle.clone().ok_or(StartError::NoBundle)?;
+    let bundle = Bundle::open(&path).map_err(RuntimeError::from)?;
+    let classifier = Classifier::from_bundle(&bundle, cfg.model.precision, cfg.model.threads)?;
+    let manifest = Arc::new(bundle.manifest.clone());
+    drop(bundle);
+    let model = Arc::new(ModelInfo {
+        bundle: path.display().to_string(),
+        model_id: manifest.model_id.clone(),
+        precision: cfg.model.precision,
+        threads: cfg.model.threads,
+        classes: classifier.classes(),
+    });
+    let store = Store::open(&cfg.history.path, cfg.history.retention)?;
+    let recovered_torn_bytes = store.recovered_torn_bytes;
+    let store = Arc::new(Mutex::new(store));
+    let (events, _) = broadcast::channel(cfg.api.stream_buffer.max(1));
+    let counters = Arc::new(EngineCounters::default());
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(16);
+    let engine = Engine {
+        classifier,
+        manifest: manifest.clone(),
+        store: store.clone(),
+        events: events.clone(),
+        counters: counters.clone(),
+    };
+    std::thread::Builder::new()
+        .name("eknet-infer".into())
+        .spawn(move || engine.run(jobs_rx))
+        .map_err(StartError::Thread)?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let status: SharedStatus = Arc::new(Mutex::new(DeviceStatus {
+        state: if cfg.serial.path.is_some() {
+            "connecting".into()
+        } else {
+            "no device configured".into()
+        },
+        ..DeviceStatus::default()
+    }));
+    let reader = match &cfg.serial.path {
+        Some(p) => {
+            let rc = ReaderConfig {
+                path: p.clone(),
+                baud: cfg.serial.baud,
+                protocol: cfg.serial.protocol,
+                watchdog: Duration::from_millis(cfg.serial.watchdog_ms),
+                hop_samples: cfg.hop_samples(),
+                cyton_map: cfg.cyton_map().unwrap_or([eknet_shared::Lead::I; 8]),
+                cyton_gain: cfg.serial.cyton_gain,
+            };
+            Some(tokio::spawn(run_reader(
+                rc,
+                status.clone(),
+                jobs_tx.clone(),
+                counters.clone(),
+                shutdown_rx.clone(),
+            )))
+        }
+        None => None,
+    };
+    let state = AppState {
+        store,
+        events,
+        status: status.clone(),
+        counters,
+        model: model.clone(),
+        manifest,
+        jobs: jobs_tx,
+        token: cfg.api.token.as_deref().map(Arc::from),
+        body_limit: cfg.api.body_limit,
+        started: Instant::now(),
+        keep_alive: Duration::from_secs(15),
+        http: Arc::new(HttpCounters::default()),
+        shutdown: shutdown_rx.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.api.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.api.listen,
+        source,
+    })?;
+    let app = router(state);
+    let mut stop = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = stop.wait_for(|v| *v).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
+            eprintln!("eknetd: HTTP server stopped: {e}");
+        }
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        server,
+        reader,
+        model,
+        status,
+        recovered_torn_bytes,
+    })
+}
