@@ -41,13 +41,13 @@
 //!   the 6-byte header (payload or CRC, so the CRC always fails and the length is never the
 //!   one hit); for Cyton among the channel, aux and footer bytes (no checksum: a wrong value or a
 //!   bad footer, as on the real link).
-//! - `garbage_every`: 1..64 pseudo-random bytes before the frame. The generator has a fixed
-//!   seed: a run with the same options sends the same bytes.
+//! - `garbage_every`: 1..64 pseudo-random bytes before the frame. The generator is seeded
+//!   with the frame number: a frame gets the same garbage and the same flipped byte in any run.
 //! - `lead_off`: a frame's eknet lead-off bits are set for every span holding any of its
 //!   samples (sample values are left as recorded: the host must trust the bits).
 //! - `stall` A:B: frames whose first sample falls in `[A, A+B)` are not sent; the port stays open.
 //! - `hangup` A:B: at the first frame at or after A the port is closed (pty: the master is
-//!   dropped, the reader sees `Ok(0)`, then EIO; the symlink is removed, as udev removes a
+//!   dropped: the reader's reads return `Ok(0)`, its writes EIO; the symlink is removed, as udev removes a
 //!   `/dev/serial/by-id` link on unplug); frames up to A+B are not sent; then a NEW pty pair
 //!   (allocated at the hang-up, so its pts number differs from the old one) is published by
 //!   atomically creating the symlink (temporary symlink renamed over the path). On `--device` the
@@ -60,9 +60,9 @@
 //!   probes the master with a non-blocking read (EIO: no slave open; EAGAIN: open; bytes: the
 //!   host's commands). Frames meanwhile are counted in [`SimReport::frames_unheard`], as a device
 //!   streaming into an unplugged cable would lose them.
-//! - Once the slave has been closed, the master's epoll state carries HUP for good, so tokio's
-//!   write readiness on it never waits again (an awaited write would spin at 100 % CPU on a full
-//!   buffer). The simulator never awaits writability: it writes non-blocking and, on a full
+//! - Once the slave has been closed, epoll reports HUP on the master and tokio never clears a
+//!   "closed" readiness, so write readiness on it never waits again (an awaited write would spin
+//!   at 100 % CPU on a full buffer). The simulator never awaits writability: it writes non-blocking and, on a full
 //!   buffer (a slow reader), retries every 2 ms until 1 s past the frame's due time, then counts
 //!   the frame unheard.
 //! - Closing the master discards what the reader has not read yet; after the last record of a
@@ -960,10 +960,12 @@ impl Port {
             return (Host::Absent, false);
         }
         let new = host == Host::Present && !self.present;
-        if host == Host::Present && !self.present {
-            self.say("a reader opened the port");
-        } else if host == Host::Absent && self.present {
-            self.say("the reader closed the port");
+        if self.link.is_some() {
+            if host == Host::Present && !self.present {
+                self.say("a reader opened the port");
+            } else if host == Host::Absent && self.present {
+                self.say("the reader closed the port");
+            }
         }
         self.present = host == Host::Present;
         (host, new)
@@ -1112,7 +1114,6 @@ async fn stream(
         done: false,
         records_done: 0,
     };
-    let mut rng = Rng(0x00EC_4B51_u64);
     let mut values: Vec<i32> = Vec::with_capacity(spf * 8);
     let mut out: Vec<u8> = Vec::with_capacity(2 * eknet::MAX_FRAME);
     let mut n: u64 = 0; // stream index of the next sample
@@ -1200,6 +1201,8 @@ async fn stream(
                 .iter()
                 .filter(|(_, lo, hi)| first < *hi && end > *lo)
                 .fold(0u16, |acc, (bit, _, _)| acc | bit);
+            // Seeded by the frame number: the same frame gets the same fault bytes in any run.
+            let mut rng = Rng(0x00EC_4B51 ^ number.wrapping_mul(0x2545_F491_4F6C_DD1D));
             if hit(opts.faults.garbage_every, number) {
                 let len = 1 + rng.below(64);
                 out.extend((0..len).map(|_| rng.next() as u8));

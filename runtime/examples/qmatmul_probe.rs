@@ -32,13 +32,44 @@ fn node(op: &str, i: &[&str], o: &str) -> pb::NodeProto {
     pb::NodeProto { input: i.iter().map(|s| s.to_string()).collect(), output: vec![o.into()], name: o.into(), op_type: op.into(), ..Default::default() }
 }
 
-fn model(int8: bool, per_channel: bool, rank2: bool) -> Vec<u8> {
+
+/// variant: 0 f32, 1 QLinearMatMul i8 x i8, 2 MatMulInteger i8 x i8 (+ Cast, Mul), 3 QLinearMatMul
+/// u8 (zp 128) x i8, 4 MatMulInteger u8 x i8.
+fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
     use pb::tensor_proto::DataType as D;
     let (l, k, n) = (750i64, 256i64, 1024i64);
     let mut inits = vec![];
     let mut nodes = vec![];
     let xdims: Vec<i64> = if rank2 { vec![l, k] } else { vec![1, l, k] };
-    if int8 {
+    if variant >= 2 {
+        let u8a = variant >= 3;
+        inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
+        if u8a {
+            inits.push(t("z", &[], D::Uint8, vec![128]));
+        } else {
+            inits.push(t("z", &[], D::Int8, vec![0]));
+        }
+        inits.push(t("z8", &[], D::Int8, vec![0]));
+        inits.push(t("w", &[k, n], D::Int8, (0..k * n).map(|i| (i % 251) as u8).collect()));
+        inits.push(t("ws", &[], D::Float, 0.01f32.to_le_bytes().to_vec()));
+        inits.push(t("ys", &[], D::Float, 0.5f32.to_le_bytes().to_vec()));
+        inits.push(t("sc", &[n], D::Float, (0..n).flat_map(|_| 0.0002f32.to_le_bytes()).collect()));
+        nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
+        if variant == 3 {
+            nodes.push(node("QLinearMatMul", &["xq", "xs", "z", "w", "ws", "z8", "ys", "z"], "yq"));
+            nodes.push(node("DequantizeLinear", &["yq", "ys", "z"], "y"));
+        } else {
+            if u8a {
+                nodes.push(node("MatMulInteger", &["xq", "w", "z", "z8"], "acc"));
+            } else {
+                nodes.push(node("MatMulInteger", &["xq", "w"], "acc"));
+            }
+            let mut cast = node("Cast", &["acc"], "accf");
+            cast.attribute.push(pb::AttributeProto { name: "to".into(), r#type: pb::attribute_proto::AttributeType::Int as i32, i: 1, ..Default::default() });
+            nodes.push(cast);
+            nodes.push(node("Mul", &["accf", "sc"], "y"));
+        }
+    } else if variant == 1 {
         inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
         inits.push(t("z", &[], D::Int8, vec![0]));
         inits.push(t("w", &[k, n], D::Int8, (0..k * n).map(|i| (i % 251) as u8).collect()));
@@ -64,16 +95,21 @@ fn model(int8: bool, per_channel: bool, rank2: bool) -> Vec<u8> {
 }
 
 fn main() {
-    for (name, int8, pc, r2) in [
-        ("f32 rank3", false, false, false),
-        ("f32 rank2", false, false, true),
-        ("int8 per-tensor rank3", true, false, false),
-        ("int8 per-channel rank3", true, true, false),
-        ("int8 per-tensor rank2", true, false, true),
-        ("int8 per-channel rank2", true, true, true),
+    for (name, v, pc, r2) in [
+        ("f32 rank3", 0, false, false),
+        ("qlinear i8 per-tensor", 1, false, false),
+        ("qlinear i8 per-channel", 1, true, false),
+        ("matmulinteger i8", 2, false, false),
+        ("qlinear u8", 3, false, false),
+        ("matmulinteger u8", 4, false, false),
     ] {
-        let bytes = model(int8, pc, r2);
+        let bytes = model_v(v, pc, r2);
         let m = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).unwrap().into_optimized().unwrap();
+        if std::env::var("PROBE_DUMP").is_ok() {
+            for n in m.nodes() {
+                println!("   {} : {}", n.name, n.op().name());
+            }
+        }
         let plan = m.into_runnable().unwrap();
         let shape: Vec<usize> = if r2 { vec![750, 256] } else { vec![1, 750, 256] };
         let x = Tensor::from_shape(&shape, &vec![0.3f32; 750 * 256]).unwrap();
