@@ -230,6 +230,26 @@ pub enum Command {
         #[arg(long)]
         record: Vec<PathBuf>,
     },
+    /// Write a bundle of an UNTRAINED model (seeded random weights, int8 calibrated on real
+    /// records): a fixture for trying the bundle tools, the daemon and its demo before a model is
+    /// trained. Its scores mean nothing; its model id and manifest say so.
+    UntrainedBundle {
+        /// Stage-2 config giving the architecture and class count.
+        #[arg(long)]
+        config: PathBuf,
+        /// Class codes in output order (comma separated; as many as the config's num_classes).
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<String>,
+        /// Records (file or folder) to calibrate the int8 graph on.
+        #[arg(long)]
+        calibration: PathBuf,
+        /// Bundle to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// (internal) Touch a CUDA device; used to turn burn's panic on a missing GPU into an error.
     #[command(hide = true)]
     ProbeCuda {
@@ -416,6 +436,23 @@ pub fn run(cli: Cli) -> Result<()> {
                     m.metrics.f32_vs_trainer_max_abs
                 );
             }
+            Ok(())
+        }
+        Command::UntrainedBundle {
+            config,
+            classes,
+            calibration,
+            out,
+            seed,
+        } => {
+            let cfg = StageConfig::load(&config)?;
+            let mcfg = crate::model::EknetConfig::from_stage(&cfg);
+            let windows = export::calibration_windows(&calibration, &cfg, &classes, 32)?;
+            export::untrained_bundle(&out, &mcfg, &classes, &windows, seed)?;
+            println!(
+                "wrote {} (UNTRAINED: random weights, for trying the tools only)",
+                out.display()
+            );
             Ok(())
         }
         Command::Verify {
