@@ -81,7 +81,7 @@ def eknet_seeds() -> dict:
         "extremes": b"\x02" + extremes(0, 8) + extremes(1, 12),
         "garbage_between": b"\x8f"
         + bytes(range(1, 17))
-        + b"\xec\x00\xec\xec\x4b"
+        + b"\xec\x00\xec\xec"  # lone and repeated first sync bytes
         + samples(0, 2, 8)
         + b"\xec"
         + samples(2, 2, 8)

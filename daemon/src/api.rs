@@ -157,7 +157,11 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
 async fn not_found(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!("no such route: {} {} (see /openapi.json)", req.method(), req.uri().path()),
+        format!(
+            "no such route: {} {} (see /openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 
@@ -173,7 +177,10 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 fn lock_err() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal state unavailable")
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal state unavailable",
+    )
 }
 
 async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -249,7 +256,10 @@ async fn results(
     let (since, limit) = page_query(q.as_deref())?;
     let mut st = s.store.lock().map_err(|_| lock_err())?;
     let items = st.since(since, limit).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading history: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading history: {e}"),
+        )
     })?;
     let next = items.last().map(|r| r.id);
     Ok(Json(serde_json::json!({
@@ -287,7 +297,10 @@ async fn stream_results(
         Some(id) => {
             let mut st = s.store.lock().map_err(|_| lock_err())?;
             let items = st.since(id, MAX_REPLAY + 1).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading history: {e}"))
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reading history: {e}"),
+                )
             })?;
             let truncated = items.len() > MAX_REPLAY;
             let items: Vec<WindowResult> = items.into_iter().take(MAX_REPLAY).collect();
@@ -298,13 +311,15 @@ async fn stream_results(
     };
     let mut first: Vec<Event> = replay.iter().map(sse_event).collect();
     if truncated {
-        first.push(Event::default().event("lagged").data(
-            serde_json::json!({
-                "reason": "more results since Last-Event-ID than one replay holds",
-                "resume_with": format!("/v1/results?since={last_sent}"),
-            })
-            .to_string(),
-        ));
+        first.push(
+            Event::default().event("lagged").data(
+                serde_json::json!({
+                    "reason": "more results since Last-Event-ID than one replay holds",
+                    "resume_with": format!("/v1/results?since={last_sent}"),
+                })
+                .to_string(),
+            ),
+        );
     }
     let http = s.http.clone();
     let live = stream::unfold((rx, last_sent), move |(mut rx, mut last_sent)| {
@@ -361,7 +376,10 @@ pub fn upload_leads(body: &[u8], gzip: bool) -> Result<Vec<Vec<f32>>, ApiError> 
             .take(MAX_DECOMPRESSED + 1)
             .read_to_string(&mut out)
             .map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("body is not valid gzip: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("body is not valid gzip: {e}"),
+                )
             })?;
         if out.len() as u64 > MAX_DECOMPRESSED {
             return Err(ApiError::new(
@@ -372,7 +390,10 @@ pub fn upload_leads(body: &[u8], gzip: bool) -> Result<Vec<Vec<f32>>, ApiError> 
         out
     } else {
         String::from_utf8(body.to_vec()).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "body is neither UTF-8 JSON nor gzip")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body is neither UTF-8 JSON nor gzip",
+            )
         })?
     };
     let origin = std::path::Path::new("request body");
@@ -416,11 +437,22 @@ async fn classify(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<WindowResult>, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let ct = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if !matches!(
             ct.as_str(),
-            "application/json" | "application/gzip" | "application/octet-stream" | "application/x-gzip"
+            "application/json"
+                | "application/gzip"
+                | "application/octet-stream"
+                | "application/x-gzip"
         ) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -428,14 +460,19 @@ async fn classify(
             ));
         }
     }
-    let bytes = axum::body::to_bytes(body, s.body_limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds {} bytes", s.body_limit),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, s.body_limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds {} bytes", s.body_limit),
+            )
+        })?;
     if bytes.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty body: send a 10 s 12-lead ECG as JSON"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty body: send a 10 s 12-lead ECG as JSON",
+        ));
     }
     let gzip = is_gzip(&headers, &bytes);
     let leads = tokio::task::spawn_blocking(move || upload_leads(&bytes, gzip))
@@ -444,11 +481,19 @@ async fn classify(
     let (tx, rx) = oneshot::channel();
     s.jobs
         .try_send(Job::Upload { leads, reply: tx })
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model is busy; retry shortly"))?;
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the model is busy; retry shortly",
+            )
+        })?;
     match tokio::time::timeout(Duration::from_secs(60), rx).await {
         Ok(Ok(Ok(r))) => Ok(Json(r)),
         Ok(Ok(Err(e))) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e)),
-        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model did not answer")),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the model did not answer",
+        )),
     }
 }
 
@@ -487,26 +532,126 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let mut put = |name: &str, kind: &str, help: &str, v: f64| {
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
     };
-    put("eknet_uptime_seconds", "gauge", "Seconds since start.", s.started.elapsed().as_secs_f64());
-    put("eknet_device_streaming", "gauge", "1 while the device streams.", f64::from(u8::from(d.state == "streaming")));
-    put("eknet_device_bytes_total", "counter", "Bytes read from the device.", d.bytes as f64);
-    put("eknet_device_frames_total", "counter", "Good frames or packets.", d.frames as f64);
-    put("eknet_device_bytes_skipped_total", "counter", "Bytes skipped while resynchronising.", d.bytes_skipped as f64);
-    put("eknet_device_crc_errors_total", "counter", "CRC errors or bad footers.", d.crc_errors as f64);
-    put("eknet_device_lost_samples_total", "counter", "Device samples lost in transit.", d.lost_samples as f64);
-    put("eknet_device_gaps_total", "counter", "Gaps in the signal.", d.gaps as f64);
-    put("eknet_device_disconnects_total", "counter", "Device gone (EOF, error, watchdog).", d.disconnects as f64);
-    put("eknet_device_watchdog_trips_total", "counter", "Silent-port watchdog expiries.", d.watchdog_trips as f64);
-    put("eknet_device_measured_rate_hz", "gauge", "Device samples per second measured on arrival.", d.measured_rate_hz.unwrap_or(0.0));
-    put("eknet_windows_classified_total", "counter", "Windows classified.", c.classified.load(Ordering::Relaxed) as f64);
-    put("eknet_windows_abstained_total", "counter", "Windows not classified.", c.abstained.load(Ordering::Relaxed) as f64);
-    put("eknet_windows_dropped_total", "counter", "Windows dropped because the model was busy.", c.dropped_windows.load(Ordering::Relaxed) as f64);
-    put("eknet_inference_last_seconds", "gauge", "Last window's time in the graph.", c.last_inference_us.load(Ordering::Relaxed) as f64 / 1e6);
-    put("eknet_pipeline_last_seconds", "gauge", "Last window: last sample to stored result.", c.last_pipeline_us.load(Ordering::Relaxed) as f64 / 1e6);
-    put("eknet_history_write_errors_total", "counter", "History write failures.", c.store_errors.load(Ordering::Relaxed) as f64);
-    put("eknet_http_requests_total", "counter", "HTTP requests.", s.http.requests.load(Ordering::Relaxed) as f64);
-    put("eknet_http_client_errors_total", "counter", "HTTP 4xx answers.", s.http.client_errors.load(Ordering::Relaxed) as f64);
-    put("eknet_stream_lags_total", "counter", "Event-stream clients told they lagged.", s.http.stream_lags.load(Ordering::Relaxed) as f64);
+    put(
+        "eknet_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        s.started.elapsed().as_secs_f64(),
+    );
+    put(
+        "eknet_device_streaming",
+        "gauge",
+        "1 while the device streams.",
+        f64::from(u8::from(d.state == "streaming")),
+    );
+    put(
+        "eknet_device_bytes_total",
+        "counter",
+        "Bytes read from the device.",
+        d.bytes as f64,
+    );
+    put(
+        "eknet_device_frames_total",
+        "counter",
+        "Good frames or packets.",
+        d.frames as f64,
+    );
+    put(
+        "eknet_device_bytes_skipped_total",
+        "counter",
+        "Bytes skipped while resynchronising.",
+        d.bytes_skipped as f64,
+    );
+    put(
+        "eknet_device_crc_errors_total",
+        "counter",
+        "CRC errors or bad footers.",
+        d.crc_errors as f64,
+    );
+    put(
+        "eknet_device_lost_samples_total",
+        "counter",
+        "Device samples lost in transit.",
+        d.lost_samples as f64,
+    );
+    put(
+        "eknet_device_gaps_total",
+        "counter",
+        "Gaps in the signal.",
+        d.gaps as f64,
+    );
+    put(
+        "eknet_device_disconnects_total",
+        "counter",
+        "Device gone (EOF, error, watchdog).",
+        d.disconnects as f64,
+    );
+    put(
+        "eknet_device_watchdog_trips_total",
+        "counter",
+        "Silent-port watchdog expiries.",
+        d.watchdog_trips as f64,
+    );
+    put(
+        "eknet_device_measured_rate_hz",
+        "gauge",
+        "Device samples per second measured on arrival.",
+        d.measured_rate_hz.unwrap_or(0.0),
+    );
+    put(
+        "eknet_windows_classified_total",
+        "counter",
+        "Windows classified.",
+        c.classified.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_windows_abstained_total",
+        "counter",
+        "Windows not classified.",
+        c.abstained.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_windows_dropped_total",
+        "counter",
+        "Windows dropped because the model was busy.",
+        c.dropped_windows.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_inference_last_seconds",
+        "gauge",
+        "Last window's time in the graph.",
+        c.last_inference_us.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    put(
+        "eknet_pipeline_last_seconds",
+        "gauge",
+        "Last window: last sample to stored result.",
+        c.last_pipeline_us.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    put(
+        "eknet_history_write_errors_total",
+        "counter",
+        "History write failures.",
+        c.store_errors.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_http_requests_total",
+        "counter",
+        "HTTP requests.",
+        s.http.requests.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_http_client_errors_total",
+        "counter",
+        "HTTP 4xx answers.",
+        s.http.client_errors.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_stream_lags_total",
+        "counter",
+        "Event-stream clients told they lagged.",
+        s.http.stream_lags.load(Ordering::Relaxed) as f64,
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

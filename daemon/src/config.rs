@@ -183,11 +183,12 @@ impl DaemonConfig {
                 key: e.path().to_string(),
                 detail: e.inner().to_string(),
             })?;
-        cfg.validate().map_err(|(key, detail)| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            detail,
-        })?;
+        cfg.validate()
+            .map_err(|(key, detail)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                detail,
+            })?;
         Ok(cfg)
     }
 
@@ -209,14 +210,17 @@ impl DaemonConfig {
             return Err(("model.threads".into(), "must be at least 1".into()));
         }
         if self.api.body_limit < 1024 {
-            return Err(("api.body_limit".into(), "must be at least 1024 bytes".into()));
+            return Err((
+                "api.body_limit".into(),
+                "must be at least 1024 bytes".into(),
+            ));
         }
         if self.history.retention == 0 {
             return Err(("history.retention".into(), "must be at least 1".into()));
         }
         self.cyton_map()
             .map_err(|e| ("serial.cyton_channels".into(), e))?;
-        if !(self.serial.cyton_gain > 0.0) {
+        if self.serial.cyton_gain.is_nan() || self.serial.cyton_gain <= 0.0 {
             return Err(("serial.cyton_gain".into(), "must be positive".into()));
         }
         Ok(())

@@ -19,7 +19,9 @@ pub fn demo_bundle(cfg: &DaemonConfig) -> Result<PathBuf> {
     if let Some(b) = &cfg.model.bundle {
         return Ok(b.clone());
     }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(DEMO_BUNDLE);
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(DEMO_BUNDLE);
     for p in [PathBuf::from(DEMO_BUNDLE), built_from] {
         if p.exists() {
             return Ok(p);

@@ -183,7 +183,9 @@ impl Engine {
         let input = match Window3x4::from_leads(refs) {
             Ok(w) => w,
             Err(e) => {
-                result.reasons.push(format!("could not build the 3x4 input: {e}"));
+                result
+                    .reasons
+                    .push(format!("could not build the 3x4 input: {e}"));
                 return result;
             }
         };
@@ -191,7 +193,9 @@ impl Engine {
         match self.classifier.classify(&input.data) {
             Ok(out) => {
                 let us = t.elapsed().as_micros() as u64;
-                self.counters.inference_us_total.fetch_add(us, Ordering::Relaxed);
+                self.counters
+                    .inference_us_total
+                    .fetch_add(us, Ordering::Relaxed);
                 self.counters.last_inference_us.store(us, Ordering::Relaxed);
                 result.outcome = Outcome::Classified;
                 result.classification = Some(classification(

@@ -278,7 +278,10 @@ mod tests {
         row[3] = 0.1;
         let f = attention_focus(&row);
         assert_eq!((f.lead.as_str(), f.slot.as_str()), ("V2", "V2"));
-        assert!((f.from_s - 6.0).abs() < 1e-9 && (f.to_s - 6.5).abs() < 1e-9, "{f:?}");
+        assert!(
+            (f.from_s - 6.0).abs() < 1e-9 && (f.to_s - 6.5).abs() < 1e-9,
+            "{f:?}"
+        );
         assert!((f.share - 0.8).abs() < 1e-5);
     }
 }

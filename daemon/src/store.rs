@@ -153,7 +153,7 @@ impl Store {
         self.end += line.len() as u64;
         self.latest = Some(r.clone());
         // Compact in steps, not on every append past the bound.
-        if self.index.len() >= self.retention + self.retention / 4 + 1 {
+        if self.index.len() > self.retention + self.retention / 4 {
             self.compact()?;
         }
         Ok(r)
@@ -195,7 +195,8 @@ impl Store {
         let tmp = self.path.with_extension("compact");
         {
             let mut src = File::open(&self.path).map_err(|e| self.io(e))?;
-            src.seek(SeekFrom::Start(first_off)).map_err(|e| self.io(e))?;
+            src.seek(SeekFrom::Start(first_off))
+                .map_err(|e| self.io(e))?;
             let mut dst = File::create(&tmp).map_err(|e| self.io(e))?;
             std::io::copy(&mut src.take(self.end - first_off), &mut dst).map_err(|e| self.io(e))?;
             dst.sync_all().map_err(|e| self.io(e))?;

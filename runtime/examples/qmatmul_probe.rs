@@ -10,7 +10,13 @@ use prost::Message;
 use std::time::Instant;
 
 fn t(name: &str, dims: &[i64], dt: pb::tensor_proto::DataType, raw: Vec<u8>) -> pb::TensorProto {
-    pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: dt as i32, raw_data: raw, ..Default::default() }
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: dt as i32,
+        raw_data: raw,
+        ..Default::default()
+    }
 }
 
 fn vi(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
@@ -20,7 +26,15 @@ fn vi(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: 1,
-                shape: Some(pb::TensorShapeProto { dim: dims.iter().map(|&d| Dimension { value: Some(Value::DimValue(d)), ..Default::default() }).collect() }),
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
             })),
             ..Default::default()
         }),
@@ -29,9 +43,14 @@ fn vi(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
 }
 
 fn node(op: &str, i: &[&str], o: &str) -> pb::NodeProto {
-    pb::NodeProto { input: i.iter().map(|s| s.to_string()).collect(), output: vec![o.into()], name: o.into(), op_type: op.into(), ..Default::default() }
+    pb::NodeProto {
+        input: i.iter().map(|s| s.to_string()).collect(),
+        output: vec![o.into()],
+        name: o.into(),
+        op_type: op.into(),
+        ..Default::default()
+    }
 }
-
 
 /// variant: 0 f32, 1 QLinearMatMul i8 x i8, 2 MatMulInteger i8 x i8 (+ Cast, Mul), 3 QLinearMatMul
 /// u8 (zp 128) x i8, 4 MatMulInteger u8 x i8.
@@ -50,13 +69,27 @@ fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
             inits.push(t("z", &[], D::Int8, vec![0]));
         }
         inits.push(t("z8", &[], D::Int8, vec![0]));
-        inits.push(t("w", &[k, n], D::Int8, (0..k * n).map(|i| (i % 251) as u8).collect()));
+        inits.push(t(
+            "w",
+            &[k, n],
+            D::Int8,
+            (0..k * n).map(|i| (i % 251) as u8).collect(),
+        ));
         inits.push(t("ws", &[], D::Float, 0.01f32.to_le_bytes().to_vec()));
         inits.push(t("ys", &[], D::Float, 0.5f32.to_le_bytes().to_vec()));
-        inits.push(t("sc", &[n], D::Float, (0..n).flat_map(|_| 0.0002f32.to_le_bytes()).collect()));
+        inits.push(t(
+            "sc",
+            &[n],
+            D::Float,
+            (0..n).flat_map(|_| 0.0002f32.to_le_bytes()).collect(),
+        ));
         nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
         if variant == 3 {
-            nodes.push(node("QLinearMatMul", &["xq", "xs", "z", "w", "ws", "z8", "ys", "z"], "yq"));
+            nodes.push(node(
+                "QLinearMatMul",
+                &["xq", "xs", "z", "w", "ws", "z8", "ys", "z"],
+                "yq",
+            ));
             nodes.push(node("DequantizeLinear", &["yq", "ys", "z"], "y"));
         } else {
             if u8a {
@@ -65,16 +98,31 @@ fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
                 nodes.push(node("MatMulInteger", &["xq", "w"], "acc"));
             }
             let mut cast = node("Cast", &["acc"], "accf");
-            cast.attribute.push(pb::AttributeProto { name: "to".into(), r#type: pb::attribute_proto::AttributeType::Int as i32, i: 1, ..Default::default() });
+            cast.attribute.push(pb::AttributeProto {
+                name: "to".into(),
+                r#type: pb::attribute_proto::AttributeType::Int as i32,
+                i: 1,
+                ..Default::default()
+            });
             nodes.push(cast);
             nodes.push(node("Mul", &["accf", "sc"], "y"));
         }
     } else if variant == 1 {
         inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
         inits.push(t("z", &[], D::Int8, vec![0]));
-        inits.push(t("w", &[k, n], D::Int8, (0..k * n).map(|i| (i % 251) as u8).collect()));
+        inits.push(t(
+            "w",
+            &[k, n],
+            D::Int8,
+            (0..k * n).map(|i| (i % 251) as u8).collect(),
+        ));
         if per_channel {
-            inits.push(t("ws", &[n], D::Float, (0..n).flat_map(|_| 0.01f32.to_le_bytes()).collect()));
+            inits.push(t(
+                "ws",
+                &[n],
+                D::Float,
+                (0..n).flat_map(|_| 0.01f32.to_le_bytes()).collect(),
+            ));
             inits.push(t("wz", &[n], D::Int8, vec![0; n as usize]));
         } else {
             inits.push(t("ws", &[], D::Float, 0.01f32.to_le_bytes().to_vec()));
@@ -82,16 +130,43 @@ fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
         }
         inits.push(t("ys", &[], D::Float, 0.5f32.to_le_bytes().to_vec()));
         nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
-        nodes.push(node("QLinearMatMul", &["xq", "xs", "z", "w", "ws", "wz", "ys", "z"], "yq"));
+        nodes.push(node(
+            "QLinearMatMul",
+            &["xq", "xs", "z", "w", "ws", "wz", "ys", "z"],
+            "yq",
+        ));
         nodes.push(node("DequantizeLinear", &["yq", "ys", "z"], "y"));
     } else {
-        inits.push(t("w", &[k, n], D::Float, (0..k * n).flat_map(|i| ((i % 7) as f32 * 0.01).to_le_bytes()).collect()));
+        inits.push(t(
+            "w",
+            &[k, n],
+            D::Float,
+            (0..k * n)
+                .flat_map(|i| ((i % 7) as f32 * 0.01).to_le_bytes())
+                .collect(),
+        ));
         nodes.push(node("MatMul", &["x", "w"], "y"));
     }
     let mut ydims = xdims.clone();
     *ydims.last_mut().unwrap() = n;
-    let g = pb::GraphProto { node: nodes, name: "g".into(), initializer: inits, input: vec![vi("x", &xdims)], output: vec![vi("y", &ydims)], ..Default::default() };
-    pb::ModelProto { ir_version: 8, opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }], graph: Some(g), ..Default::default() }.encode_to_vec()
+    let g = pb::GraphProto {
+        node: nodes,
+        name: "g".into(),
+        initializer: inits,
+        input: vec![vi("x", &xdims)],
+        output: vec![vi("y", &ydims)],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(g),
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 fn main() {
@@ -104,18 +179,32 @@ fn main() {
         ("matmulinteger u8", 4, false, false),
     ] {
         let bytes = model_v(v, pc, r2);
-        let m = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).unwrap().into_optimized().unwrap();
+        let m = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .unwrap()
+            .into_optimized()
+            .unwrap();
         if std::env::var("PROBE_DUMP").is_ok() {
             for n in m.nodes() {
                 println!("   {} : {}", n.name, n.op().name());
             }
         }
         let plan = m.into_runnable().unwrap();
-        let shape: Vec<usize> = if r2 { vec![750, 256] } else { vec![1, 750, 256] };
+        let shape: Vec<usize> = if r2 {
+            vec![750, 256]
+        } else {
+            vec![1, 750, 256]
+        };
         let x = Tensor::from_shape(&shape, &vec![0.3f32; 750 * 256]).unwrap();
-        for _ in 0..3 { plan.run(tvec!(x.clone().into())).unwrap(); }
+        for _ in 0..3 {
+            plan.run(tvec!(x.clone().into())).unwrap();
+        }
         let mut v = vec![];
-        for _ in 0..15 { let t0 = Instant::now(); plan.run(tvec!(x.clone().into())).unwrap(); v.push(t0.elapsed().as_secs_f64() * 1e3); }
+        for _ in 0..15 {
+            let t0 = Instant::now();
+            plan.run(tvec!(x.clone().into())).unwrap();
+            v.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
         v.sort_by(f64::total_cmp);
         println!("{name:<26} median {:.2} ms", v[v.len() / 2]);
     }

@@ -3,7 +3,9 @@
 //! optimised plan for a batch of one window, and scores windows with it, on one thread or on a
 //! private pool of several for tract's matrix products.
 
-use eknet_shared::bundle::{ATTENTION_NAME, Bundle, BundleError, INPUT_NAME, Precision, SCORES_NAME};
+use eknet_shared::bundle::{
+    ATTENTION_NAME, Bundle, BundleError, INPUT_NAME, Precision, SCORES_NAME,
+};
 use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
@@ -34,9 +36,7 @@ pub enum RuntimeError {
         detail: String,
     },
     /// The graph scores a different number of classes than the manifest lists.
-    #[error(
-        "{what}: the graph scores {graph} classes but the manifest lists {manifest} labels"
-    )]
+    #[error("{what}: the graph scores {graph} classes but the manifest lists {manifest} labels")]
     LabelCount {
         /// Which graph.
         what: String,
@@ -148,11 +148,16 @@ impl Classifier {
             .map_err(load)?;
         let inputs = model.input_outlets().map_err(load)?.to_vec();
         if inputs.len() != 1 {
-            return Err(contract(format!("the graph has {} inputs, expected 1 ('{INPUT_NAME}')", inputs.len())));
+            return Err(contract(format!(
+                "the graph has {} inputs, expected 1 ('{INPUT_NAME}')",
+                inputs.len()
+            )));
         }
         let input_name = model.node(inputs[0].node).name.clone();
         if input_name != INPUT_NAME {
-            return Err(contract(format!("the graph's input is '{input_name}', expected '{INPUT_NAME}'")));
+            return Err(contract(format!(
+                "the graph's input is '{input_name}', expected '{INPUT_NAME}'"
+            )));
         }
         let outputs = model.output_outlets().map_err(load)?.to_vec();
         let names: Vec<String> = outputs
@@ -171,7 +176,12 @@ impl Classifier {
         }
         let model = model
             .with_input_fact(0, f32::fact([1, SLOT_COUNT, SLOT_SAMPLES]).into())
-            .map_err(|e| contract(format!("the graph does not take a [1, 15, 1250] f32 input: {}", chain(&e))))?;
+            .map_err(|e| {
+                contract(format!(
+                    "the graph does not take a [1, 15, 1250] f32 input: {}",
+                    chain(&e)
+                ))
+            })?;
         let typed = model.into_typed().map_err(load)?;
         let shape_of = |ix: usize| -> Result<Vec<usize>, RuntimeError> {
             let fact = typed.output_fact(ix).map_err(load)?;
@@ -184,12 +194,19 @@ impl Classifier {
             fact.shape
                 .as_concrete()
                 .map(<[usize]>::to_vec)
-                .ok_or_else(|| contract(format!("output '{}' has no concrete shape for one window", names[ix])))
+                .ok_or_else(|| {
+                    contract(format!(
+                        "output '{}' has no concrete shape for one window",
+                        names[ix]
+                    ))
+                })
         };
         let scores = shape_of(0)?;
         let attention = shape_of(1)?;
         if scores.len() != 2 || scores[0] != 1 {
-            return Err(contract(format!("output 'scores' is {scores:?} for one window, expected [1, classes]")));
+            return Err(contract(format!(
+                "output 'scores' is {scores:?} for one window, expected [1, classes]"
+            )));
         }
         let classes = scores[1];
         if attention != [1, classes, TOKEN_COUNT] {

@@ -67,7 +67,9 @@ impl std::str::FromStr for Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "int8" => Ok(Precision::Int8),
-            other => Err(format!("unknown precision '{other}' (expected f32 or int8)")),
+            other => Err(format!(
+                "unknown precision '{other}' (expected f32 or int8)"
+            )),
         }
     }
 }
@@ -409,7 +411,9 @@ pub enum BundleError {
         supported: u32,
     },
     /// A format this build does not read.
-    #[error("{origin}: bundle format version {found} is not supported (this build reads {supported})")]
+    #[error(
+        "{origin}: bundle format version {found} is not supported (this build reads {supported})"
+    )]
     UnsupportedFormat {
         /// The bundle.
         origin: String,
@@ -419,7 +423,9 @@ pub enum BundleError {
         supported: u32,
     },
     /// A member's bytes do not match the manifest's digest.
-    #[error("{origin}: member '{member}' fails its checksum (manifest sha256 {expected}, actual {actual})")]
+    #[error(
+        "{origin}: member '{member}' fails its checksum (manifest sha256 {expected}, actual {actual})"
+    )]
     Checksum {
         /// The bundle.
         origin: String,
@@ -471,12 +477,11 @@ impl Bundle {
 
     /// Verifies a bundle held in memory; `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Bundle, BundleError> {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-            BundleError::NotZip {
+        let mut zip =
+            zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| BundleError::NotZip {
                 origin: origin.into(),
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         let manifest_bytes = read_member(&mut zip, origin, MANIFEST)?;
         let manifest = parse_manifest(&manifest_bytes, origin)?;
         let f32_onnx = read_member(&mut zip, origin, MODEL_F32)?;

@@ -276,7 +276,12 @@ mod tests {
 
     #[test]
     fn the_stream_form_equals_the_batch_form_in_any_chunking() {
-        for (from, to) in [(250.0, 500.0), (257.0, 500.0), (1000.0, 500.0), (500.0, 500.0)] {
+        for (from, to) in [
+            (250.0, 500.0),
+            (257.0, 500.0),
+            (1000.0, 500.0),
+            (500.0, 500.0),
+        ] {
             let x: Vec<f32> = (0..3000)
                 .map(|i| ((i as f64 * 0.37).sin() + (i as f64 * 0.011).cos()) as f32)
                 .collect();
@@ -289,7 +294,10 @@ mod tests {
                 }
                 // Everything but the tail (which waits for input that never comes) is emitted,
                 // and equals the batch output sample for sample.
-                assert!(out.len() + 2 * s.delay_input_samples() + 2 >= batch.len(), "{from}->{to}");
+                assert!(
+                    out.len() + 2 * s.delay_input_samples() + 2 >= batch.len(),
+                    "{from}->{to}"
+                );
                 let worst = out
                     .iter()
                     .zip(&batch)

@@ -25,10 +25,15 @@ fn config(dir: &Path, bundle: &Path) -> DaemonConfig {
 
 fn record_json(id: usize, drop_lead: Option<&str>, seconds: Option<usize>) -> String {
     let r = eknet_shared::io::read_any(&ludb(id)).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&eknet_shared::ecgzip::to_json(&r)).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&eknet_shared::ecgzip::to_json(&r)).unwrap();
     let m = v.as_object_mut().unwrap();
     if let Some(l) = drop_lead {
-        assert!(m.remove(l).is_some(), "{l} in {:?}", m.keys().collect::<Vec<_>>());
+        assert!(
+            m.remove(l).is_some(),
+            "{l} in {:?}",
+            m.keys().collect::<Vec<_>>()
+        );
     }
     if let Some(s) = seconds {
         for (k, lead) in m.iter_mut() {
@@ -59,15 +64,30 @@ async fn uploads_bad_requests_tokens_and_routes() {
     cfg.api.token = Some("s3cret".into());
     let d = app::start(&cfg).await.unwrap();
     let a = d.addr;
-    let auth = [("Authorization", "Bearer s3cret"), ("Content-Type", "application/json")];
+    let auth = [
+        ("Authorization", "Bearer s3cret"),
+        ("Content-Type", "application/json"),
+    ];
 
     // Health needs no token; everything else does.
     assert_eq!(http(a, "GET", "/healthz", &[], b"").await.status, 200);
     let r = http(a, "GET", "/v1/status", &[], b"").await;
     assert_eq!(r.status, 401);
-    assert!(r.json()["error"].as_str().unwrap().contains("missing bearer token"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing bearer token")
+    );
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    let r = http(a, "GET", "/v1/status", &[("Authorization", "Bearer nope")], b"").await;
+    let r = http(
+        a,
+        "GET",
+        "/v1/status",
+        &[("Authorization", "Bearer nope")],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "wrong bearer token");
 
@@ -83,7 +103,12 @@ async fn uploads_bad_requests_tokens_and_routes() {
         let c = &plain["classification"];
         assert_eq!(c["scores"].as_array().unwrap().len(), FIXTURE_CODES.len());
         assert_eq!(c["precision"], "int8");
-        assert!(c["model_id"].as_str().unwrap().starts_with("untrained-fixture"));
+        assert!(
+            c["model_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("untrained-fixture")
+        );
     } else {
         assert!(!plain["reasons"].as_array().unwrap().is_empty());
     }
@@ -91,40 +116,97 @@ async fn uploads_bad_requests_tokens_and_routes() {
         a,
         "POST",
         "/v1/classify",
-        &[("Authorization", "Bearer s3cret"), ("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        &[
+            ("Authorization", "Bearer s3cret"),
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
         &gzip(body.as_bytes()),
     )
     .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["classification"]["scores"], plain["classification"]["scores"]);
+    assert_eq!(
+        r.json()["classification"]["scores"],
+        plain["classification"]["scores"]
+    );
 
     // Bad inputs, each with its own status and reason.
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
-        ("bad JSON", b"{\"I\": [1, 2,".to_vec(), auth.to_vec(), 400, "not JSON"),
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "bad JSON",
+            b"{\"I\": [1, 2,".to_vec(),
+            auth.to_vec(),
+            400,
+            "not JSON",
+        ),
         ("empty", Vec::new(), auth.to_vec(), 400, "empty body"),
-        ("missing lead", record_json(7, Some("V2"), None).into_bytes(), auth.to_vec(), 422, "lacks lead(s) V2"),
-        ("too short", record_json(7, None, Some(5)).into_bytes(), auth.to_vec(), 422, "needs 10 s"),
-        ("not a lead map", b"[1, 2, 3]".to_vec(), auth.to_vec(), 422, "not a JSON object"),
-        ("oversize", vec![b' '; 2 << 20], auth.to_vec(), 413, "exceeds"),
+        (
+            "missing lead",
+            record_json(7, Some("V2"), None).into_bytes(),
+            auth.to_vec(),
+            422,
+            "lacks lead(s) V2",
+        ),
+        (
+            "too short",
+            record_json(7, None, Some(5)).into_bytes(),
+            auth.to_vec(),
+            422,
+            "needs 10 s",
+        ),
+        (
+            "not a lead map",
+            b"[1, 2, 3]".to_vec(),
+            auth.to_vec(),
+            422,
+            "not a JSON object",
+        ),
+        (
+            "oversize",
+            vec![b' '; 2 << 20],
+            auth.to_vec(),
+            413,
+            "exceeds",
+        ),
         (
             "wrong type",
             b"hello".to_vec(),
-            vec![("Authorization", "Bearer s3cret"), ("Content-Type", "text/plain")],
+            vec![
+                ("Authorization", "Bearer s3cret"),
+                ("Content-Type", "text/plain"),
+            ],
             415,
             "content type",
         ),
-        ("bad gzip", vec![0x1f, 0x8b, 0, 1, 2, 3], auth.to_vec(), 400, "gzip"),
+        (
+            "bad gzip",
+            vec![0x1f, 0x8b, 0, 1, 2, 3],
+            auth.to_vec(),
+            400,
+            "gzip",
+        ),
     ];
     for (what, body, headers, status, needle) in cases {
         let r = http(a, "POST", "/v1/classify", &headers, &body).await;
-        assert_eq!(r.status, status, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let j = r.json();
         assert_eq!(j["status"], status, "{what}");
         assert!(j["error"].as_str().unwrap().contains(needle), "{what}: {j}");
     }
     let r = http(a, "GET", "/v1/nothing-here", &auth, b"").await;
     assert_eq!(r.status, 404);
-    assert!(r.json()["error"].as_str().unwrap().contains("no such route"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such route")
+    );
     let r = http(a, "DELETE", "/v1/results", &auth, b"").await;
     assert_eq!(r.status, 405);
     let r = http(a, "GET", "/v1/results?since=abc", &auth, b"").await;
@@ -195,7 +277,14 @@ async fn the_stream_resumes_from_last_event_id_out_of_the_history() {
         }
     }
     let d = app::start(&cfg).await.unwrap();
-    let events = sse(d.addr, "/v1/stream", &[("Last-Event-ID", "3")], Duration::from_secs(10), |e| e.len() >= 3).await;
+    let events = sse(
+        d.addr,
+        "/v1/stream",
+        &[("Last-Event-ID", "3")],
+        Duration::from_secs(10),
+        |e| e.len() >= 3,
+    )
+    .await;
     let ids: Vec<&str> = events.iter().filter_map(|e| e.id.as_deref()).collect();
     assert_eq!(ids, ["4", "5", "6"]);
     assert!(events.iter().all(|e| e.event.as_deref() == Some("result")));
@@ -224,6 +313,9 @@ async fn a_bad_bundle_refuses_to_start_with_a_clear_message() {
     let msg = e.to_string();
     assert!(msg.starts_with("model bundle refused"), "{msg}");
     assert!(msg.contains("bad.eknet"), "{msg}");
-    let e = app::start(&config(dir.path(), &dir.path().join("absent.eknet"))).await.err().unwrap();
+    let e = app::start(&config(dir.path(), &dir.path().join("absent.eknet")))
+        .await
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("absent.eknet"), "{e}");
 }

@@ -57,11 +57,17 @@ async fn session(
     let link = dir.path().join("ecg");
     let (stop, rx) = tokio::sync::watch::channel(false);
     let sim = tokio::spawn(eknet_daemon::sim::run(sim_opts(&link, faults), rx));
-    let d = app::start(&config(dir.path(), &bundle, &link)).await.unwrap();
+    let d = app::start(&config(dir.path(), &bundle, &link))
+        .await
+        .unwrap();
     let mut done = done;
-    let events = sse(d.addr, "/v1/stream", &[], Duration::from_secs(seconds), |e| {
-        done(&results(e))
-    })
+    let events = sse(
+        d.addr,
+        "/v1/stream",
+        &[],
+        Duration::from_secs(seconds),
+        |e| done(&results(e)),
+    )
     .await;
     let status = http(d.addr, "GET", "/v1/status", &[], b"").await.json();
     let _ = stop.send(true);
@@ -78,38 +84,76 @@ async fn windows_every_hop_from_a_pty_and_a_hangup_is_never_spanned() {
         ..Faults::default()
     };
     let (rs, status) = session(faults, 40, |rs| {
-        let gap = rs.iter().position(|r| r.reasons.iter().any(|x| x.contains("device gone") || x.contains("read error")));
-        gap.is_some_and(|g| rs[g..].iter().filter(|r| r.outcome == Outcome::Classified).count() >= 2)
+        let gap = rs.iter().position(|r| {
+            r.reasons
+                .iter()
+                .any(|x| x.contains("device gone") || x.contains("read error"))
+        });
+        gap.is_some_and(|g| {
+            rs[g..]
+                .iter()
+                .filter(|r| r.outcome == Outcome::Classified)
+                .count()
+                >= 2
+        })
     })
     .await;
     let live: Vec<&WindowResult> = rs.iter().filter(|r| !r.quality.is_empty()).collect();
     assert!(live.len() >= 5, "{} windows: {rs:#?}", live.len());
     // Every window is 10 s; consecutive windows before the gap start one hop (1250) apart.
     for r in &live {
-        assert_eq!(r.window.end_index.unwrap() - r.window.start_index.unwrap(), 5000);
-        assert!(r.heart_rate_bpm.is_some_and(|h| (30.0..220.0).contains(&h)), "{r:?}");
+        assert_eq!(
+            r.window.end_index.unwrap() - r.window.start_index.unwrap(),
+            5000
+        );
+        assert!(
+            r.heart_rate_bpm.is_some_and(|h| (30.0..220.0).contains(&h)),
+            "{r:?}"
+        );
     }
-    assert_eq!(live[1].window.start_index.unwrap() - live[0].window.start_index.unwrap(), 1250);
+    assert_eq!(
+        live[1].window.start_index.unwrap() - live[0].window.start_index.unwrap(),
+        1250
+    );
     let ids: Vec<u64> = rs.iter().map(|r| r.id).collect();
     assert!(ids.windows(2).all(|w| w[1] > w[0]), "{ids:?}");
     // The hangup is reported, and no window contains its index; classification resumes.
     let g = rs
         .iter()
-        .position(|r| r.reasons.iter().any(|x| x.contains("device gone") || x.contains("read error")))
+        .position(|r| {
+            r.reasons
+                .iter()
+                .any(|x| x.contains("device gone") || x.contains("read error"))
+        })
         .unwrap_or_else(|| panic!("no disconnect event: {rs:#?}"));
     let gap_index = rs[g].window.start_index.unwrap();
     for r in &live {
         let (a, b) = (r.window.start_index.unwrap(), r.window.end_index.unwrap());
-        assert!(!(a < gap_index && gap_index < b), "window {a}..{b} spans the gap at {gap_index}");
+        assert!(
+            !(a < gap_index && gap_index < b),
+            "window {a}..{b} spans the gap at {gap_index}"
+        );
     }
-    let after: Vec<&WindowResult> = rs[g..].iter().filter(|r| r.outcome == Outcome::Classified).collect();
+    let after: Vec<&WindowResult> = rs[g..]
+        .iter()
+        .filter(|r| r.outcome == Outcome::Classified)
+        .collect();
     assert!(after.len() >= 2, "classification did not resume: {rs:#?}");
     assert!(after[0].window.start_index.unwrap() >= gap_index);
-    assert!(status["device"]["disconnects"].as_u64().unwrap() >= 1, "{status}");
-    assert!(status["device"]["connects"].as_u64().unwrap() >= 2, "{status}");
+    assert!(
+        status["device"]["disconnects"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert!(
+        status["device"]["connects"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
     assert_eq!(status["device"]["crc_errors"], 0);
     let rate = status["device"]["measured_rate_hz"].as_f64().unwrap();
-    assert!((rate - 500.0 * SPEED).abs() < 0.1 * 500.0 * SPEED, "measured {rate} Hz");
+    assert!(
+        (rate - 500.0 * SPEED).abs() < 0.1 * 500.0 * SPEED,
+        "measured {rate} Hz"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,17 +166,28 @@ async fn an_electrode_off_gives_an_abstention_naming_the_lead() {
         }],
         ..Faults::default()
     };
-    let (rs, _) = session(faults, 30, |rs| rs.iter().filter(|r| !r.quality.is_empty()).count() >= 2).await;
+    let (rs, _) = session(faults, 30, |rs| {
+        rs.iter().filter(|r| !r.quality.is_empty()).count() >= 2
+    })
+    .await;
     let live: Vec<&WindowResult> = rs.iter().filter(|r| !r.quality.is_empty()).collect();
     assert!(live.len() >= 2, "{rs:#?}");
     for r in live {
         assert_eq!(r.outcome, Outcome::Abstained);
         assert!(r.classification.is_none());
-        assert!(r.reasons.iter().any(|x| x == "lead V2 off"), "{:?}", r.reasons);
+        assert!(
+            r.reasons.iter().any(|x| x == "lead V2 off"),
+            "{:?}",
+            r.reasons
+        );
         let v2 = r.quality.iter().find(|q| q.lead == "V2").unwrap();
         assert!(!v2.ok);
         // Only V2 is spoiled by a V2 electrode.
-        assert!(r.quality.iter().filter(|q| q.lead != "V2").all(|q| q.ok), "{:?}", r.quality);
+        assert!(
+            r.quality.iter().filter(|q| q.lead != "V2").all(|q| q.ok),
+            "{:?}",
+            r.quality
+        );
     }
 }
 
@@ -145,13 +200,24 @@ async fn a_stalled_device_trips_the_watchdog() {
         ..Faults::default()
     };
     let (rs, status) = session(faults, 30, |rs| {
-        rs.iter().any(|r| r.reasons.iter().any(|x| x.contains("watchdog")))
-            && rs.iter().filter(|r| r.outcome == Outcome::Classified).count() >= 1
+        rs.iter()
+            .any(|r| r.reasons.iter().any(|x| x.contains("watchdog")))
+            && rs
+                .iter()
+                .filter(|r| r.outcome == Outcome::Classified)
+                .count()
+                >= 1
     })
     .await;
     assert!(
-        rs.iter().any(|r| r.reasons.iter().any(|x| x.contains("silent") && x.contains("watchdog"))),
+        rs.iter().any(|r| r
+            .reasons
+            .iter()
+            .any(|x| x.contains("silent") && x.contains("watchdog"))),
         "{rs:#?}"
     );
-    assert!(status["device"]["watchdog_trips"].as_u64().unwrap() >= 1, "{status}");
+    assert!(
+        status["device"]["watchdog_trips"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
 }

@@ -21,7 +21,9 @@ fn ludb(ids: std::ops::RangeInclusive<usize>) -> Vec<Vec<f32>> {
     let data = eknet_shared::data::require_data_dir(&here).unwrap();
     ids.map(|i| {
         let r = eknet_shared::io::read_any(&data.join("ludb/data").join(i.to_string())).unwrap();
-        record_windows(&r, WindowOptions::default()).unwrap()[0].data.clone()
+        record_windows(&r, WindowOptions::default()).unwrap()[0]
+            .data
+            .clone()
     })
     .collect()
 }
@@ -50,7 +52,10 @@ fn bench(c: &mut Criterion) {
         );
         let mut group = c.benchmark_group(format!("inference/{name}"));
         group.sample_size(30);
-        for (p, onnx) in [(Precision::F32, &graphs.f32_onnx), (Precision::Int8, &graphs.int8_onnx)] {
+        for (p, onnx) in [
+            (Precision::F32, &graphs.f32_onnx),
+            (Precision::Int8, &graphs.int8_onnx),
+        ] {
             let clf = Classifier::from_onnx(onnx, name, p, Some(cfg.num_classes), threads).unwrap();
             group.bench_function(p.as_str(), |b| {
                 b.iter(|| black_box(clf.classify(black_box(&window)).unwrap()))

@@ -464,7 +464,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = export::verify(&bundle)?;
             if let Some(dir) = &dump {
                 let n = export::dump_for_check(&bundle, &record, dir)?;
-                eprintln!("wrote tract's outputs on {n} window(s) to {}", dir.display());
+                eprintln!(
+                    "wrote tract's outputs on {n} window(s) to {}",
+                    dir.display()
+                );
             }
             let b = eknet_shared::bundle::Bundle::open(&bundle)?;
             if json {

@@ -9,7 +9,9 @@
 use burn::prelude::*;
 use eknet_runtime::tract_onnx::pb;
 use eknet_runtime::{Classifier, RuntimeError};
-use eknet_shared::bundle::{self, Architecture, Bundle, BundleError, Manifest, Precision, write_bundle};
+use eknet_shared::bundle::{
+    self, Architecture, Bundle, BundleError, Manifest, Precision, write_bundle,
+};
 use eknet_shared::config::PosMerging;
 use eknet_shared::layout::TOKEN_COUNT;
 use eknet_shared::preprocess::{WindowOptions, record_windows};
@@ -61,7 +63,12 @@ fn burn_forward(model: &Eknet<Cpu>, windows: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec
     for w in windows {
         let x = Tensor::<Cpu, 3>::from_data(TensorData::new(w.clone(), [1, 15, 1250]), &device);
         let out = model.forward(x, None);
-        s.push(scores(out.logits.unwrap()).into_data().to_vec::<f32>().unwrap());
+        s.push(
+            scores(out.logits.unwrap())
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap(),
+        );
         a.push(out.attention.unwrap().into_data().to_vec::<f32>().unwrap());
     }
     (s, a)
@@ -154,7 +161,8 @@ fn int8_graph_uses_integer_products_with_static_scales_and_stays_close() {
     assert_eq!(ws.dims, vec![16]);
 
     let f32c = Classifier::from_onnx(&graphs.f32_onnx, "f32", Precision::F32, Some(4), 1).unwrap();
-    let i8c = Classifier::from_onnx(&graphs.int8_onnx, "int8", Precision::Int8, Some(4), 1).unwrap();
+    let i8c =
+        Classifier::from_onnx(&graphs.int8_onnx, "int8", Precision::Int8, Some(4), 1).unwrap();
     let held_out = ludb_windows(150..=170);
     let mut worst = 0f32;
     for w in &held_out {
@@ -169,7 +177,10 @@ fn int8_graph_uses_integer_products_with_static_scales_and_stays_close() {
         }
     }
     eprintln!("int8 vs f32 on 21 held-out LUDB records: max |score diff| {worst:.4}");
-    assert!(worst > 0.0, "int8 gave bit-identical scores: it is not quantised");
+    assert!(
+        worst > 0.0,
+        "int8 gave bit-identical scores: it is not quantised"
+    );
     assert!(worst < 0.05, "int8 moved a score by {worst}");
     // One range per quantised activation and per product output, each measured (non-zero).
     assert_eq!(graphs.ranges.len(), 43 + expected);
@@ -197,7 +208,13 @@ fn good_bundle(dir: &std::path::Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
     let model = Eknet::<Cpu>::new(&cfg, &Default::default());
     let graphs = build_graphs(&cfg, &weights_of(&model), &ludb_windows(1..=3)).unwrap();
     let path = dir.join("good.eknet");
-    write_bundle(&path, &mut manifest_for(3), &graphs.f32_onnx, &graphs.int8_onnx).unwrap();
+    write_bundle(
+        &path,
+        &mut manifest_for(3),
+        &graphs.f32_onnx,
+        &graphs.int8_onnx,
+    )
+    .unwrap();
     (path, graphs.f32_onnx, graphs.int8_onnx)
 }
 
@@ -211,7 +228,12 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
         assert_eq!(c.classes(), 3);
     }
     let members = bundle::read_raw_members(&good).unwrap();
-    let manifest_bytes = members.iter().find(|(n, _)| n == bundle::MANIFEST).unwrap().1.clone();
+    let manifest_bytes = members
+        .iter()
+        .find(|(n, _)| n == bundle::MANIFEST)
+        .unwrap()
+        .1
+        .clone();
     let write = |name: &str, members: &[(&str, &[u8])]| {
         let p = tmp.path().join(name);
         bundle::write_raw_members(&p, members).unwrap();
@@ -226,7 +248,10 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
     std::fs::write(&flipped, &bytes).unwrap();
     let e = Bundle::open(&flipped).unwrap_err();
     assert!(
-        matches!(&e, BundleError::DamagedMember { .. } | BundleError::Checksum { .. }),
+        matches!(
+            &e,
+            BundleError::DamagedMember { .. } | BundleError::Checksum { .. }
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("model"), "{e}");
@@ -244,16 +269,25 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
         ],
     );
     let e = Bundle::open(&p).unwrap_err();
-    assert!(matches!(&e, BundleError::Checksum { member, .. } if member == "model.onnx"), "{e}");
+    assert!(
+        matches!(&e, BundleError::Checksum { member, .. } if member == "model.onnx"),
+        "{e}"
+    );
     assert!(e.to_string().contains("fails its checksum"), "{e}");
 
     // A missing member.
     let p = write(
         "missing.eknet",
-        &[(bundle::MANIFEST, &manifest_bytes), (bundle::MODEL_F32, &f32_onnx)],
+        &[
+            (bundle::MANIFEST, &manifest_bytes),
+            (bundle::MODEL_F32, &f32_onnx),
+        ],
     );
     let e = Bundle::open(&p).unwrap_err();
-    assert!(matches!(&e, BundleError::MissingMember { member, .. } if member == "model.int8.onnx"), "{e}");
+    assert!(
+        matches!(&e, BundleError::MissingMember { member, .. } if member == "model.int8.onnx"),
+        "{e}"
+    );
 
     // A future format version.
     let mut m: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
@@ -269,7 +303,17 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
         ],
     );
     let e = Bundle::open(&p).unwrap_err();
-    assert!(matches!(e, BundleError::FutureFormat { found: 2, supported: 1, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            BundleError::FutureFormat {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("newer"), "{e}");
 
     // A manifest listing one label more than the graphs score (consistent in itself).
@@ -278,8 +322,22 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
     write_bundle(&p, &mut four, &f32_onnx, &int8_onnx).unwrap();
     let b = Bundle::open(&p).unwrap();
     let e = Classifier::from_bundle(&b, Precision::Int8, 1).unwrap_err();
-    assert!(matches!(e, RuntimeError::LabelCount { graph: 3, manifest: 4, .. }), "{e}");
-    assert!(e.to_string().contains("scores 3 classes but the manifest lists 4"), "{e}");
+    assert!(
+        matches!(
+            e,
+            RuntimeError::LabelCount {
+                graph: 3,
+                manifest: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("scores 3 classes but the manifest lists 4"),
+        "{e}"
+    );
 
     // A manifest whose labels and metrics disagree.
     let mut m: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
@@ -295,7 +353,11 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
     );
     let e = Bundle::open(&p).unwrap_err();
     assert!(matches!(e, BundleError::Inconsistent { .. }), "{e}");
-    assert!(e.to_string().contains("2 labels but f32 validation metrics for 3 classes"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("2 labels but f32 validation metrics for 3 classes"),
+        "{e}"
+    );
 
     // Another layout's input.
     let mut m: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
@@ -314,7 +376,10 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
     // Not a zip at all, and a manifest that is not JSON.
     let p = tmp.path().join("text.eknet");
     std::fs::write(&p, "hello").unwrap();
-    assert!(matches!(Bundle::open(&p).unwrap_err(), BundleError::NotZip { .. }));
+    assert!(matches!(
+        Bundle::open(&p).unwrap_err(),
+        BundleError::NotZip { .. }
+    ));
     let p = write(
         "json.eknet",
         &[
@@ -329,8 +394,14 @@ fn damaged_bundles_are_refused_each_with_its_own_error() {
     // A graph that is not EKnet's contract: the f32 graph swapped for one with other outputs.
     let mut proto = pb::ModelProto::decode(f32_onnx.as_slice()).unwrap();
     proto.graph.as_mut().unwrap().output.reverse();
-    let e = Classifier::from_onnx(&proto.encode_to_vec(), "swapped outputs", Precision::F32, Some(3), 1)
-        .unwrap_err();
+    let e = Classifier::from_onnx(
+        &proto.encode_to_vec(),
+        "swapped outputs",
+        Precision::F32,
+        Some(3),
+        1,
+    )
+    .unwrap_err();
     assert!(matches!(e, RuntimeError::Contract { .. }), "{e}");
     // And bytes that are not ONNX.
     let e = Classifier::from_onnx(b"garbage", "garbage", Precision::F32, None, 1).unwrap_err();
@@ -344,10 +415,16 @@ fn a_window_of_the_wrong_size_or_with_nan_is_refused() {
     let model = Eknet::<Cpu>::new(&cfg, &Default::default());
     let g = build(&cfg, &weights_of(&model), Lowering::F32).unwrap();
     let c = Classifier::from_onnx(&encode(&g), "t", Precision::F32, Some(2), 1).unwrap();
-    assert!(matches!(c.classify(&[0.0; 100]), Err(RuntimeError::WindowSize { found: 100, .. })));
+    assert!(matches!(
+        c.classify(&[0.0; 100]),
+        Err(RuntimeError::WindowSize { found: 100, .. })
+    ));
     let mut w = vec![0.0; 15 * 1250];
     w[1250 * 3 + 7] = f32::NAN;
-    assert!(matches!(c.classify(&w), Err(RuntimeError::NonFinite { slot: 3, sample: 7 })));
+    assert!(matches!(
+        c.classify(&w),
+        Err(RuntimeError::NonFinite { slot: 3, sample: 7 })
+    ));
 }
 
 #[test]

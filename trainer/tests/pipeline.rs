@@ -161,14 +161,22 @@ fn prepare_pretrain_finetune_evaluate_export_on_the_shared_records() {
     let m = &bundle.manifest;
     assert_eq!(m.labels.len(), 18);
     // The f32 graph equals burn's forward on every validation record.
-    assert!(m.metrics.f32_vs_trainer_max_abs <= 1e-4, "{}", m.metrics.f32_vs_trainer_max_abs);
+    assert!(
+        m.metrics.f32_vs_trainer_max_abs <= 1e-4,
+        "{}",
+        m.metrics.f32_vs_trainer_max_abs
+    );
     assert_eq!(m.metrics.records, metrics_val_records(work));
     assert!(m.metrics.int8_vs_f32_max_abs > 0.0);
     assert_eq!(m.quantization.calibration_windows, 16);
     // Labels carry their SCP description and, where the CinC mapping has one, SNOMED codes.
-    let scp = eknet_shared::labels::scp::ScpTable::from_csv(&data.join("ptbxl/scp_statements.csv")).unwrap();
+    let scp = eknet_shared::labels::scp::ScpTable::from_csv(&data.join("ptbxl/scp_statements.csv"))
+        .unwrap();
     for l in &m.labels {
-        assert_eq!(l.description.as_deref(), Some(scp.get(&l.code).unwrap().description.as_str()));
+        assert_eq!(
+            l.description.as_deref(),
+            Some(scp.get(&l.code).unwrap().description.as_str())
+        );
     }
     assert!(m.labels.iter().any(|l| !l.snomed.is_empty()));
     assert!(m.provenance.config_yaml.contains("num_classes: 18"));
@@ -176,8 +184,14 @@ fn prepare_pretrain_finetune_evaluate_export_on_the_shared_records() {
 
     let out = run(work, &["verify", "bundle/small.eknet"]);
     assert!(out.contains(": OK (format 1"), "{out}");
-    assert!(out.contains("model.int8.onnx") && out.contains("sha256 verified"), "{out}");
-    assert!(out.contains("int8 graph runs: attention rows sum to 1"), "{out}");
+    assert!(
+        out.contains("model.int8.onnx") && out.contains("sha256 verified"),
+        "{out}"
+    );
+    assert!(
+        out.contains("int8 graph runs: attention rows sum to 1"),
+        "{out}"
+    );
 }
 
 /// Validation records of the prepared split (its CSV has a header line).

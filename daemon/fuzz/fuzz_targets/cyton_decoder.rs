@@ -75,16 +75,31 @@ impl Checker {
                         self.next_counter,
                         "gap from a counter that was not expected"
                     );
-                    assert_eq!(*l, got.wrapping_sub(*expected) as u32, "lost != got - expected");
+                    assert_eq!(
+                        *l,
+                        got.wrapping_sub(*expected) as u32,
+                        "lost != got - expected"
+                    );
                     assert!((1..=255).contains(l), "lost {l}");
                     lost += *l as u64;
                     self.pending_gap = Some(*got);
                 }
             }
         }
-        assert!(self.pending_gap.is_none(), "feed ended between a gap and its packet");
-        assert_eq!(after.packets - before.packets, packets, "packets counter vs events");
-        assert_eq!(after.lost_samples - before.lost_samples, lost, "lost_samples vs gap events");
+        assert!(
+            self.pending_gap.is_none(),
+            "feed ended between a gap and its packet"
+        );
+        assert_eq!(
+            after.packets - before.packets,
+            packets,
+            "packets counter vs events"
+        );
+        assert_eq!(
+            after.lost_samples - before.lost_samples,
+            lost,
+            "lost_samples vs gap events"
+        );
     }
 }
 
@@ -106,7 +121,11 @@ fuzz_target!(|data: &[u8]| {
         let after = dec.counters;
         // "Bytes held (at most one packet)"; a whole packet is always decoded or skipped at
         // once, so strictly less is held between feeds.
-        assert!(dec.buffered() < PACKET, "buffered {} >= PACKET", dec.buffered());
+        assert!(
+            dec.buffered() < PACKET,
+            "buffered {} >= PACKET",
+            dec.buffered()
+        );
         assert_monotonic(&before, &after);
         checker.events(&out, &before, &after);
         // Each bad footer skips exactly one byte.
@@ -127,8 +146,19 @@ fuzz_target!(|data: &[u8]| {
     let mut whole = Decoder::new();
     let mut out = Vec::new();
     whole.feed(stream, &mut out);
-    assert!(whole.buffered() < PACKET, "buffered {} >= PACKET", whole.buffered());
+    assert!(
+        whole.buffered() < PACKET,
+        "buffered {} >= PACKET",
+        whole.buffered()
+    );
     assert_eq!(out, all, "events depend on the chunking");
-    assert_eq!(whole.counters, dec.counters, "counters depend on the chunking");
-    assert_eq!(whole.buffered(), dec.buffered(), "leftover depends on the chunking");
+    assert_eq!(
+        whole.counters, dec.counters,
+        "counters depend on the chunking"
+    );
+    assert_eq!(
+        whole.buffered(),
+        dec.buffered(),
+        "leftover depends on the chunking"
+    );
 });

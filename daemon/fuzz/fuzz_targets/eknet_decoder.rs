@@ -22,7 +22,11 @@ fn assert_monotonic(before: &Counters, after: &Counters) {
         ("bytes_skipped", before.bytes_skipped, after.bytes_skipped),
         ("crc_errors", before.crc_errors, after.crc_errors),
         ("bad_lengths", before.bad_lengths, after.bad_lengths),
-        ("unknown_frames", before.unknown_frames, after.unknown_frames),
+        (
+            "unknown_frames",
+            before.unknown_frames,
+            after.unknown_frames,
+        ),
         ("lost_samples", before.lost_samples, after.lost_samples),
         ("index_resets", before.index_resets, after.index_resets),
     ];
@@ -56,7 +60,11 @@ impl Checker {
                         b.channels
                     );
                     let c = b.channels as usize;
-                    assert_eq!(b.values.len() % c, 0, "values not a whole number of samples");
+                    assert_eq!(
+                        b.values.len() % c,
+                        0,
+                        "values not a whole number of samples"
+                    );
                     let s = b.samples();
                     assert!(
                         (1..=eknet::MAX_SAMPLES_PER_FRAME as usize).contains(&s),
@@ -75,7 +83,8 @@ impl Checker {
                     self.good_bytes += (eknet::HEADER + 8 + 3 * b.values.len() + 2) as u64;
                     // The encoder writes exactly what the decoder read: a fresh decoder gives
                     // back the same block.
-                    let bytes = eknet::encode_samples(b.first_index, b.lead_off, b.channels, &b.values);
+                    let bytes =
+                        eknet::encode_samples(b.first_index, b.lead_off, b.channels, &b.values);
                     let mut d = Decoder::new();
                     let mut again = Vec::new();
                     d.feed(&bytes, &mut again);
@@ -83,20 +92,34 @@ impl Checker {
                 }
                 Event::Hello(h) => {
                     frames += 1;
-                    assert!(self.pending_gap.is_none(), "gap not followed by its sample frame");
-                    assert!(h.channels == 8 || h.channels == 12, "hello channels {}", h.channels);
+                    assert!(
+                        self.pending_gap.is_none(),
+                        "gap not followed by its sample frame"
+                    );
+                    assert!(
+                        h.channels == 8 || h.channels == 12,
+                        "hello channels {}",
+                        h.channels
+                    );
                     assert!(
                         h.microvolts_per_lsb.is_finite() && h.microvolts_per_lsb > 0.0,
                         "hello scale {}",
                         h.microvolts_per_lsb
                     );
-                    assert!(h.device_id.len() <= eknet::MAX_DEVICE_ID, "device id too long");
+                    assert!(
+                        h.device_id.len() <= eknet::MAX_DEVICE_ID,
+                        "device id too long"
+                    );
                     self.good_bytes += (eknet::HEADER + 10 + h.device_id.len() + 2) as u64;
                     let bytes = eknet::encode_hello(h);
                     let mut d = Decoder::new();
                     let mut again = Vec::new();
                     d.feed(&bytes, &mut again);
-                    assert_eq!(again, vec![e.clone()], "hello encode/decode round trip differs");
+                    assert_eq!(
+                        again,
+                        vec![e.clone()],
+                        "hello encode/decode round trip differs"
+                    );
                 }
                 Event::Gap {
                     expected,
@@ -126,10 +149,25 @@ impl Checker {
             }
         }
         // A gap event is pushed right before its sample frame, in the same feed.
-        assert!(self.pending_gap.is_none(), "feed ended between a gap and its frame");
-        assert_eq!(after.frames - before.frames, frames, "frames counter vs events");
-        assert_eq!(after.lost_samples - before.lost_samples, lost, "lost_samples vs gap events");
-        assert_eq!(after.index_resets - before.index_resets, resets, "index_resets vs gap events");
+        assert!(
+            self.pending_gap.is_none(),
+            "feed ended between a gap and its frame"
+        );
+        assert_eq!(
+            after.frames - before.frames,
+            frames,
+            "frames counter vs events"
+        );
+        assert_eq!(
+            after.lost_samples - before.lost_samples,
+            lost,
+            "lost_samples vs gap events"
+        );
+        assert_eq!(
+            after.index_resets - before.index_resets,
+            resets,
+            "index_resets vs gap events"
+        );
     }
 }
 
@@ -168,8 +206,19 @@ fuzz_target!(|data: &[u8]| {
     let mut whole = Decoder::new();
     let mut out = Vec::new();
     whole.feed(stream, &mut out);
-    assert!(whole.buffered() <= MAX_FRAME, "buffered {} > MAX_FRAME", whole.buffered());
+    assert!(
+        whole.buffered() <= MAX_FRAME,
+        "buffered {} > MAX_FRAME",
+        whole.buffered()
+    );
     assert_eq!(out, all, "events depend on the chunking");
-    assert_eq!(whole.counters, dec.counters, "counters depend on the chunking");
-    assert_eq!(whole.buffered(), dec.buffered(), "leftover depends on the chunking");
+    assert_eq!(
+        whole.counters, dec.counters,
+        "counters depend on the chunking"
+    );
+    assert_eq!(
+        whole.buffered(),
+        dec.buffered(),
+        "leftover depends on the chunking"
+    );
 });

@@ -219,7 +219,13 @@ async fn run_daemon(cfg: DaemonConfig) -> Result<()> {
     Ok(())
 }
 
-fn bench(bundle: &PathBuf, threads: usize, runs: usize, record: Option<&PathBuf>, json: bool) -> Result<()> {
+fn bench(
+    bundle: &std::path::Path,
+    threads: usize,
+    runs: usize,
+    record: Option<&std::path::Path>,
+    json: bool,
+) -> Result<()> {
     let b = Bundle::open(bundle)?;
     let window: Vec<f32> = match record {
         Some(r) => {
@@ -298,7 +304,7 @@ fn main() -> Result<()> {
         json,
     }) = &cli.command
     {
-        return bench(bundle, *threads, *runs, record.as_ref(), *json);
+        return bench(bundle, *threads, *runs, record.as_deref(), *json);
     }
     let cfg = merged(&cli)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -255,7 +255,12 @@ impl<'a> Builder<'a> {
         let s = int8_scale(self.range(x)?);
         let scale = self.const_f32(&scale_name, &[], vec![s]);
         let zp = self.const_i8("c.zero_i8", &[], vec![0]);
-        let q = self.op("QuantizeLinear", &[x, &scale, &zp], &format!("{x}.q"), vec![]);
+        let q = self.op(
+            "QuantizeLinear",
+            &[x, &scale, &zp],
+            &format!("{x}.q"),
+            vec![],
+        );
         self.quantized.insert(x.into(), q.clone());
         Ok((q, scale))
     }
@@ -359,7 +364,12 @@ impl<'a> Builder<'a> {
         let (h, dh) = (self.heads, self.d / self.heads);
         let shape = self.const_i64("c.shape_heads", &[4], vec![0, 0, h as i64, dh as i64]);
         let r = self.op("Reshape", &[x, &shape], &format!("{t}.heads"), vec![]);
-        self.op("Transpose", &[&r], &format!("{t}.perm"), vec![attr_ints("perm", perm)])
+        self.op(
+            "Transpose",
+            &[&r],
+            &format!("{t}.perm"),
+            vec![attr_ints("perm", perm)],
+        )
     }
 
     /// Attention of `x` over `kv`; the weights averaged over heads when `want`.
@@ -386,18 +396,42 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|v| v * scale)
             .collect();
-        let q = self.linear_with(x, &format!("{t}.q"), &format!("{p}.query_scaled"), &wq, d, d, Some(bq), true)?;
+        let q = self.linear_with(
+            x,
+            &format!("{t}.q"),
+            &format!("{p}.query_scaled"),
+            &wq,
+            d,
+            d,
+            Some(bq),
+            true,
+        )?;
         let k = self.linear(kv, &format!("{t}.k"), &format!("{p}.key"), true)?;
         let v = self.linear(kv, &format!("{t}.v"), &format!("{p}.value"), true)?;
         let qh = self.split_heads(&q, &format!("{t}.q"), &[0, 2, 1, 3]);
         let kt = self.split_heads(&k, &format!("{t}.k"), &[0, 2, 3, 1]);
         let vh = self.split_heads(&v, &format!("{t}.v"), &[0, 2, 1, 3]);
         let s = self.op("MatMul", &[&qh, &kt], &format!("{t}.scores"), vec![]);
-        let pr = self.op("Softmax", &[&s], &format!("{t}.softmax"), vec![attr_int("axis", -1)]);
+        let pr = self.op(
+            "Softmax",
+            &[&s],
+            &format!("{t}.softmax"),
+            vec![attr_int("axis", -1)],
+        );
         let ctx = self.op("MatMul", &[&pr, &vh], &format!("{t}.ctx"), vec![]);
-        let ctx = self.op("Transpose", &[&ctx], &format!("{t}.ctx.perm"), vec![attr_ints("perm", &[0, 2, 1, 3])]);
+        let ctx = self.op(
+            "Transpose",
+            &[&ctx],
+            &format!("{t}.ctx.perm"),
+            vec![attr_ints("perm", &[0, 2, 1, 3])],
+        );
         let merge = self.const_i64("c.shape_merge", &[3], vec![0, 0, d as i64]);
-        let ctx = self.op("Reshape", &[&ctx, &merge], &format!("{t}.ctx.merged"), vec![]);
+        let ctx = self.op(
+            "Reshape",
+            &[&ctx, &merge],
+            &format!("{t}.ctx.merged"),
+            vec![],
+        );
         let out = self.linear(&ctx, &format!("{t}.o"), &format!("{p}.output"), true)?;
         let weights = want.then(|| {
             self.op(
@@ -429,7 +463,8 @@ impl<'a> Builder<'a> {
         if pre_norm {
             let xn = self.layer_norm(x, &format!("{t}.norm1"), &format!("{p}.norm1"))?;
             let kv = kv.map(String::from).unwrap_or_else(|| xn.clone());
-            let (a, w) = self.attention(&xn, &kv, &format!("{t}.attn"), &format!("{p}.attn"), want)?;
+            let (a, w) =
+                self.attention(&xn, &kv, &format!("{t}.attn"), &format!("{p}.attn"), want)?;
             let x1 = self.op("Add", &[x, &a], &format!("{t}.res1"), vec![]);
             let x1n = self.layer_norm(&x1, &format!("{t}.norm2"), &format!("{p}.norm2"))?;
             let m = self.mlp(&x1n, &format!("{t}.mlp"), p)?;
@@ -437,7 +472,8 @@ impl<'a> Builder<'a> {
             Ok((x2, w))
         } else {
             let kv = kv.map(String::from).unwrap_or_else(|| x.to_string());
-            let (a, w) = self.attention(x, &kv, &format!("{t}.attn"), &format!("{p}.attn"), want)?;
+            let (a, w) =
+                self.attention(x, &kv, &format!("{t}.attn"), &format!("{p}.attn"), want)?;
             let an = self.layer_norm(&a, &format!("{t}.norm1"), &format!("{p}.norm1"))?;
             let x1 = self.op("Add", &[x, &an], &format!("{t}.res1"), vec![]);
             let m = self.mlp(&x1, &format!("{t}.mlp"), p)?;
@@ -461,7 +497,10 @@ impl<'a> Builder<'a> {
             PosMerging::ConcatMlp => {
                 // fc1([x, lead[row], time[col]]) = x @ W1[0..d] + (lead[row] @ W1[d..2d]
                 // + time[col] @ W1[2d..3d] + b1): the bracket depends only on the token.
-                let w1 = self.w.get_shaped("embed.merge_fc1.weight", &[3 * d, d])?.to_vec();
+                let w1 = self
+                    .w
+                    .get_shaped("embed.merge_fc1.weight", &[3 * d, d])?
+                    .to_vec();
                 let b1 = self.w.get_shaped("embed.merge_fc1.bias", &[d])?.to_vec();
                 let lead = self.w.get_shaped("embed.k_lead", &[LEAD_ROWS, d])?.to_vec();
                 let time = self
@@ -474,14 +513,25 @@ impl<'a> Builder<'a> {
                     for j in 0..d {
                         let mut acc = f64::from(b1[j]);
                         for i in 0..d {
-                            acc += f64::from(lead[rows[t] * d + i]) * f64::from(w1[(d + i) * d + j]);
-                            acc += f64::from(time[cols[t] * d + i]) * f64::from(w1[(2 * d + i) * d + j]);
+                            acc +=
+                                f64::from(lead[rows[t] * d + i]) * f64::from(w1[(d + i) * d + j]);
+                            acc += f64::from(time[cols[t] * d + i])
+                                * f64::from(w1[(2 * d + i) * d + j]);
                         }
                         c[t * d + j] = acc as f32;
                     }
                 }
                 let w1a = w1[..d * d].to_vec();
-                let h = self.linear_with(&tokens, "embed.merge1", "embed.merge_fc1_x", &w1a, d, d, None, true)?;
+                let h = self.linear_with(
+                    &tokens,
+                    "embed.merge1",
+                    "embed.merge_fc1_x",
+                    &w1a,
+                    d,
+                    d,
+                    None,
+                    true,
+                )?;
                 let cn = self.const_f32("embed.merge_fc1_token_const", &[TOKEN_COUNT, d], c);
                 let h = self.op("Add", &[&h, &cn], "embed.merge1.out", vec![]);
                 let g = self.gelu(&h, "embed.merge1.gelu");
@@ -496,14 +546,18 @@ impl<'a> Builder<'a> {
 }
 
 /// Writes the graph of a stage-2 model. `w` holds its parameters by burn path.
-pub fn build(cfg: &EknetConfig, w: &Weights, lowering: Lowering<'_>) -> Result<BuiltGraph, ExportError> {
+pub fn build(
+    cfg: &EknetConfig,
+    w: &Weights,
+    lowering: Lowering<'_>,
+) -> Result<BuiltGraph, ExportError> {
     if cfg.stage != Stage::Classify {
         return Err(ExportError::NotClassifier);
     }
     if cfg.knowledge_depth == 0 {
         return Err(ExportError::NoKnowledgeLayer);
     }
-    if cfg.heads == 0 || cfg.d_model % cfg.heads != 0 {
+    if cfg.heads == 0 || !cfg.d_model.is_multiple_of(cfg.heads) {
         return Err(ExportError::Heads {
             d_model: cfg.d_model,
             heads: cfg.heads,
@@ -532,14 +586,30 @@ pub fn build(cfg: &EknetConfig, w: &Weights, lowering: Lowering<'_>) -> Result<B
     let mut outs = Vec::new();
     for (g, idx) in groups.iter().enumerate() {
         let mut x = if groups.len() > 1 {
-            let ix = b.const_i64(&format!("c.group{g}"), &[idx.len()], idx.iter().map(|&v| v as i64).collect());
-            b.op("Gather", &[&tokens, &ix], &format!("g{g}.tokens"), vec![attr_int("axis", 1)])
+            let ix = b.const_i64(
+                &format!("c.group{g}"),
+                &[idx.len()],
+                idx.iter().map(|&v| v as i64).collect(),
+            );
+            b.op(
+                "Gather",
+                &[&tokens, &ix],
+                &format!("g{g}.tokens"),
+                vec![attr_int("axis", 1)],
+            )
         } else {
             tokens.clone()
         };
         for i in 0..cfg.depth {
             x = b
-                .block(&x, None, &format!("g{g}.encoder.{i}"), &format!("encoder.{i}"), pre_norm, false)?
+                .block(
+                    &x,
+                    None,
+                    &format!("g{g}.encoder.{i}"),
+                    &format!("encoder.{i}"),
+                    pre_norm,
+                    false,
+                )?
                 .0;
         }
         outs.push(x);
@@ -563,14 +633,31 @@ pub fn build(cfg: &EknetConfig, w: &Weights, lowering: Lowering<'_>) -> Result<B
     let queries = b.const_f32("queries", &[1, k, d], queries);
     let shape = b.op("Shape", &[INPUT_NAME], "batch.shape", vec![]);
     let zero = b.const_i64("c.index0", &[1], vec![0]);
-    let batch = b.op("Gather", &[&shape, &zero], "batch.size", vec![attr_int("axis", 0)]);
+    let batch = b.op(
+        "Gather",
+        &[&shape, &zero],
+        "batch.size",
+        vec![attr_int("axis", 0)],
+    );
     let kd = b.const_i64("c.queries_kd", &[2], vec![k as i64, d as i64]);
-    let qshape = b.op("Concat", &[&batch, &kd], "queries.shape", vec![attr_int("axis", 0)]);
+    let qshape = b.op(
+        "Concat",
+        &[&batch, &kd],
+        "queries.shape",
+        vec![attr_int("axis", 0)],
+    );
     let mut q = b.op("Expand", &[&queries, &qshape], "queries.batch", vec![]);
     let mut attention = None;
     for i in 0..cfg.knowledge_depth {
         q = b
-            .block(&q, None, &format!("know.self.{i}"), &format!("knowledge_self.{i}"), pre_norm, false)?
+            .block(
+                &q,
+                None,
+                &format!("know.self.{i}"),
+                &format!("knowledge_self.{i}"),
+                pre_norm,
+                false,
+            )?
             .0;
         let last = i + 1 == cfg.knowledge_depth;
         let (nq, wts) = b.block(
@@ -601,7 +688,12 @@ pub fn build(cfg: &EknetConfig, w: &Weights, lowering: Lowering<'_>) -> Result<B
     let bd = b.const_f32("head.bias_diff", &[k], bd);
     let prod = b.op("Mul", &[&q, &wd], "head.prod", vec![]);
     let axes = b.const_i64("c.axis_last", &[1], vec![-1]);
-    let logit = b.op("ReduceSum", &[&prod, &axes], "head.sum", vec![attr_int("keepdims", 0)]);
+    let logit = b.op(
+        "ReduceSum",
+        &[&prod, &axes],
+        "head.sum",
+        vec![attr_int("keepdims", 0)],
+    );
     let logit = b.op("Add", &[&logit, &bd], "head.logit", vec![]);
     b.op("Sigmoid", &[&logit], SCORES_NAME, vec![]);
 

@@ -16,9 +16,9 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use eknet_runtime::Classifier;
 use eknet_shared::bundle::{
-    Architecture, Bundle, ClassFigures, InputSpec, LabelInfo, Manifest, OutputSpec,
+    Architecture, Bundle, ClassFigures, FORMAT_VERSION, InputSpec, LabelInfo, Manifest, OutputSpec,
     Precision, PrecisionFigures, Preprocessing, Provenance, Quantization, ValidationMetrics,
-    write_bundle, FORMAT_VERSION, sha256_hex,
+    sha256_hex, write_bundle,
 };
 use eknet_shared::config::{PosMerging, StageConfig};
 use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT};
@@ -37,7 +37,9 @@ pub enum ExportError {
     #[error("only a stage-2 (classification) model exports to a bundle")]
     NotClassifier,
     /// No knowledge layer, so no attention output.
-    #[error("the model has no knowledge layer (cls_cross_depth 0): no per-class attention to export")]
+    #[error(
+        "the model has no knowledge layer (cls_cross_depth 0): no per-class attention to export"
+    )]
     NoKnowledgeLayer,
     /// Width not divisible by heads.
     #[error("width {d_model} does not split over {heads} heads")]
@@ -150,10 +152,7 @@ pub use probe::calibrate;
 
 /// Scores each window with a classifier.
 pub fn score_all(c: &Classifier, windows: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-    windows
-        .iter()
-        .map(|w| Ok(c.classify(w)?.scores))
-        .collect()
+    windows.iter().map(|w| Ok(c.classify(w)?.scores)).collect()
 }
 
 fn first_windows(cache: &WindowCache) -> Vec<Vec<f32>> {
@@ -245,9 +244,7 @@ fn collect_records(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     } else if p.extension().is_some_and(|e| e == "hea") {
         out.push(p.with_extension(""));
-    } else if eknet_shared::io::is_ecgzip(p) {
-        out.push(p.to_path_buf());
-    } else if !p.exists() && p.with_extension("hea").exists() {
+    } else if eknet_shared::io::is_ecgzip(p) || (!p.exists() && p.with_extension("hea").exists()) {
         out.push(p.to_path_buf());
     } else if !p.exists() {
         bail!("calibration source {} does not exist", p.display());
@@ -255,7 +252,12 @@ fn collect_records(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn figures(names: &[String], scores: &[Vec<f32>], labels: &[Vec<bool>], thresholds: &[f32]) -> PrecisionFigures {
+fn figures(
+    names: &[String],
+    scores: &[Vec<f32>],
+    labels: &[Vec<bool>],
+    thresholds: &[f32],
+) -> PrecisionFigures {
     let per_class: Vec<ClassFigures> = names
         .iter()
         .enumerate()
@@ -351,9 +353,11 @@ fn label_infos(
     thr_f32: &[f32],
     thr_int8: &[f32],
 ) -> Vec<LabelInfo> {
-    let dir = tables
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::current_dir().ok().and_then(|d| eknet_shared::data::find_data_dir(&d)));
+    let dir = tables.map(Path::to_path_buf).or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| eknet_shared::data::find_data_dir(&d))
+    });
     let scp = dir
         .map(|d| d.join("ptbxl").join("scp_statements.csv"))
         .and_then(|p| eknet_shared::labels::scp::ScpTable::from_csv(&p).ok());
@@ -387,7 +391,10 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         .context("the checkpoint folder must hold config.yaml")?;
     let mcfg = EknetConfig::from_stage(&cfg);
     if mcfg.stage != Stage::Classify {
-        bail!("{} is a stage-1 checkpoint; export needs a classification model", dir.display());
+        bail!(
+            "{} is a stage-1 checkpoint; export needs a classification model",
+            dir.display()
+        );
     }
     let state = read_state(dir)?;
     let device = Default::default();
@@ -418,11 +425,28 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         val_windows.len(),
         opts.calibration.display()
     );
-    let calib = calibration_windows(&opts.calibration, &cfg, &splits.classes, opts.calibration_windows)?;
+    let calib = calibration_windows(
+        &opts.calibration,
+        &cfg,
+        &splits.classes,
+        opts.calibration_windows,
+    )?;
     let graphs = build_graphs(&mcfg, &weights, &calib)?;
     let what = |p: Precision| format!("exported {}", p.member());
-    let f32_c = Classifier::from_onnx(&graphs.f32_onnx, &what(Precision::F32), Precision::F32, Some(mcfg.num_classes), 1)?;
-    let int8_c = Classifier::from_onnx(&graphs.int8_onnx, &what(Precision::Int8), Precision::Int8, Some(mcfg.num_classes), 1)?;
+    let f32_c = Classifier::from_onnx(
+        &graphs.f32_onnx,
+        &what(Precision::F32),
+        Precision::F32,
+        Some(mcfg.num_classes),
+        1,
+    )?;
+    let int8_c = Classifier::from_onnx(
+        &graphs.int8_onnx,
+        &what(Precision::Int8),
+        Precision::Int8,
+        Some(mcfg.num_classes),
+        1,
+    )?;
 
     let burn_scores = predict(&model, &splits.val, 16, &device);
     let f32_scores = score_all(&f32_c, &val_windows)?;
@@ -436,7 +460,9 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     };
     let parity = max_diff(&f32_scores, &burn_scores);
     if parity > 1e-3 {
-        bail!("the f32 graph disagrees with burn's forward by {parity:.3e} on validation scores: not exporting");
+        bail!(
+            "the f32 graph disagrees with burn's forward by {parity:.3e} on validation scores: not exporting"
+        );
     }
     let k = mcfg.num_classes;
     let thr_f32 = thresholds_of(&f32_scores, &val_labels, k);
@@ -489,7 +515,10 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         metrics: ValidationMetrics {
             split: cfg.dataset.val_csv.display().to_string(),
             records: val_windows.len(),
-            int8_vs_f32_macro_auc: fig_int8.macro_auc.zip(fig_f32.macro_auc).map(|(a, b)| a - b),
+            int8_vs_f32_macro_auc: fig_int8
+                .macro_auc
+                .zip(fig_f32.macro_auc)
+                .map(|(a, b)| a - b),
             f32: fig_f32,
             int8: fig_int8,
             f32_vs_trainer_max_abs: parity,
@@ -542,9 +571,15 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         members: Default::default(),
     };
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
-    write_bundle(&opts.out, &mut manifest, &graphs.f32_onnx, &graphs.int8_onnx)?;
+    write_bundle(
+        &opts.out,
+        &mut manifest,
+        &graphs.f32_onnx,
+        &graphs.int8_onnx,
+    )?;
     // Read it back as the daemon will, before calling it done.
     let back = Bundle::open(&opts.out)?;
     Classifier::from_bundle(&back, Precision::Int8, 1)?;
@@ -561,7 +596,12 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
 
 /// A manifest for a model that was never validated (an untrained fixture): every figure empty,
 /// thresholds 0.5, the model id saying what it is.
-pub fn unvalidated_manifest(model_id: &str, codes: &[String], arch: Architecture, note: &str) -> Manifest {
+pub fn unvalidated_manifest(
+    model_id: &str,
+    codes: &[String],
+    arch: Architecture,
+    note: &str,
+) -> Manifest {
     let fig = PrecisionFigures {
         macro_auc: None,
         per_class: codes
@@ -641,7 +681,11 @@ pub fn untrained_bundle(
     seed: u64,
 ) -> Result<()> {
     if codes.len() != cfg.num_classes {
-        bail!("{} codes for a model of {} classes", codes.len(), cfg.num_classes);
+        bail!(
+            "{} codes for a model of {} classes",
+            codes.len(),
+            cfg.num_classes
+        );
     }
     let device = Default::default();
     <Cpu as Backend>::seed(&device, seed);
@@ -733,17 +777,32 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         let c = Classifier::from_bundle(&bundle, p, 1)?;
         let out = c.classify(&test_window())?;
         let attention_sum_error = (0..k)
-            .map(|i| (out.attention_of(i).iter().map(|&v| f64::from(v)).sum::<f64>() - 1.0).abs())
+            .map(|i| {
+                (out.attention_of(i)
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>()
+                    - 1.0)
+                    .abs()
+            })
             .fold(0.0, f64::max);
         if attention_sum_error > 1e-3 {
-            bail!("{}: {p} attention rows sum to 1 +- {attention_sum_error:.2e}", path.display());
+            bail!(
+                "{}: {p} attention rows sum to 1 +- {attention_sum_error:.2e}",
+                path.display()
+            );
         }
         let (min_score, max_score) = out
             .scores
             .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| {
+                (a.min(s), b.max(s))
+            });
         if !(0.0..=1.0).contains(&min_score) || !(0.0..=1.0).contains(&max_score) {
-            bail!("{}: {p} scores leave [0, 1] ({min_score} .. {max_score})", path.display());
+            bail!(
+                "{}: {p} scores leave [0, 1] ({min_score} .. {max_score})",
+                path.display()
+            );
         }
         checks.push(PrecisionCheck {
             precision: p,
@@ -776,7 +835,8 @@ pub fn dump_for_check(path: &Path, records: &[PathBuf], dir: &Path) -> Result<us
     let bundle = Bundle::open(path)?;
     let mut windows = vec![test_window()];
     for r in records {
-        let rec = eknet_shared::io::read_any(r).with_context(|| format!("reading {}", r.display()))?;
+        let rec =
+            eknet_shared::io::read_any(r).with_context(|| format!("reading {}", r.display()))?;
         let w = record_windows(&rec, WindowOptions::default())
             .with_context(|| format!("windowing {}", r.display()))?;
         if let Some(w) = w.into_iter().next() {
@@ -784,7 +844,11 @@ pub fn dump_for_check(path: &Path, records: &[PathBuf], dir: &Path) -> Result<us
         }
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let raw: Vec<u8> = windows.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    let raw: Vec<u8> = windows
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(dir.join("windows.f32"), raw)?;
     let mut out = serde_json::Map::new();
     for p in [Precision::F32, Precision::Int8] {
@@ -795,7 +859,10 @@ pub fn dump_for_check(path: &Path, records: &[PathBuf], dir: &Path) -> Result<us
             s.push(o.scores);
             a.push(o.attention);
         }
-        out.insert(p.as_str().into(), serde_json::json!({ "scores": s, "attention": a }));
+        out.insert(
+            p.as_str().into(),
+            serde_json::json!({ "scores": s, "attention": a }),
+        );
     }
     std::fs::write(dir.join("tract.json"), serde_json::to_vec(&out)?)?;
     Ok(windows.len())
@@ -813,7 +880,14 @@ pub fn verify_text(r: &VerifyReport, m: &Manifest) -> String {
     let a = &m.architecture;
     s += &format!(
         "  architecture: D {}, depth {}, heads {}, knowledge {}, {} merging, {} norm, lead split {}, {} parameters\n",
-        a.d_model, a.depth, a.heads, a.knowledge_depth, a.merging, a.norm, a.lead_split, a.parameters
+        a.d_model,
+        a.depth,
+        a.heads,
+        a.knowledge_depth,
+        a.merging,
+        a.norm,
+        a.lead_split,
+        a.parameters
     );
     let fmt = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     s += &format!(
@@ -827,9 +901,14 @@ pub fn verify_text(r: &VerifyReport, m: &Manifest) -> String {
     );
     s += &format!(
         "  int8: {} linear layers, calibrated on {} windows from {}\n",
-        m.quantization.int8_layers, m.quantization.calibration_windows, m.quantization.calibration_source
+        m.quantization.int8_layers,
+        m.quantization.calibration_windows,
+        m.quantization.calibration_source
     );
-    s += &format!("  {} labels (code, thresholds f32/int8, val AUC f32/int8):\n", r.classes);
+    s += &format!(
+        "  {} labels (code, thresholds f32/int8, val AUC f32/int8):\n",
+        r.classes
+    );
     for (i, l) in m.labels.iter().enumerate() {
         s += &format!(
             "    {:<8} {:.3}/{:.3}  {}/{}  {}\n",
@@ -866,7 +945,11 @@ mod probe {
     use std::collections::HashMap;
 
     /// Runs the probe graph on each window and keeps max |x| of every probed tensor.
-        pub fn calibrate(probe_onnx: &[u8], probes: &[String], windows: &[Vec<f32>]) -> Result<HashMap<String, f32>> {
+    pub fn calibrate(
+        probe_onnx: &[u8],
+        probes: &[String],
+        windows: &[Vec<f32>],
+    ) -> Result<HashMap<String, f32>> {
         let plan = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(probe_onnx))
             .and_then(|m| m.with_input_fact(0, f32::fact([1, SLOT_COUNT, SLOT_SAMPLES]).into()))
@@ -889,7 +972,9 @@ mod probe {
             }
             for (m, t) in max.iter_mut().zip(&out[2..]) {
                 let view = t.try_as_plain_ram().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                let v = view.as_slice::<f32>().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                let v = view
+                    .as_slice::<f32>()
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
                 *m = v.iter().fold(*m, |a, x| a.max(x.abs()));
             }
         }
