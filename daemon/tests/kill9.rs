@@ -1,0 +1,127 @@
+//! `eknetd` as a process, fed by the simulator over a pty, killed with SIGKILL right after it
+//! reported results: every result it had reported is in the history when it starts again, and
+//! the restarted daemon serves them and continues the ids.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use eknet_daemon::sim::SimOptions;
+use eknet_daemon::store::Store;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn spawn(bundle: &Path, link: &Path, history: &Path, addr: SocketAddr) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_eknetd"))
+        .args(["--serial", link.to_str().unwrap()])
+        .args(["--bundle", bundle.to_str().unwrap()])
+        .args(["--history", history.to_str().unwrap()])
+        .args(["--listen", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn data_dir() -> std::path::PathBuf {
+    eknet_shared::data::require_data_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn fixture(dir: &Path) -> std::path::PathBuf {
+    use eknet_shared::config::PosMerging;
+    use eknet_trainer::model::block::NormPlacement;
+    use eknet_trainer::model::{EknetConfig, Stage};
+    let cfg = EknetConfig {
+        stage: Stage::Classify,
+        d_model: 16,
+        depth: 1,
+        heads: 2,
+        knowledge_depth: 1,
+        num_classes: 2,
+        merging: PosMerging::AddSincos,
+        norm: NormPlacement::Pre,
+        lead_split: false,
+        full_ii_head: false,
+    };
+    let calib: Vec<Vec<f32>> = (1..=3)
+        .map(|i| {
+            let r = eknet_shared::io::read_any(&data_dir().join("ludb/data").join(i.to_string())).unwrap();
+            eknet_shared::preprocess::record_windows(&r, Default::default()).unwrap()[0].data.clone()
+        })
+        .collect();
+    let p = dir.join("f.eknet");
+    eknet_trainer::export::untrained_bundle(&p, &cfg, &["NORM".into(), "AFIB".into()], &calib, 3).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_that_was_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fixture(dir.path());
+    let link = dir.path().join("ecg");
+    let history = dir.path().join("history.jsonl");
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = SimOptions {
+        records: (1..=3).map(|i| data_dir().join("ludb/data").join(i.to_string())).collect(),
+        speed: 10.0,
+        link: Some(link.clone()),
+        quiet: true,
+        ..SimOptions::default()
+    };
+    let sim = tokio::spawn(eknet_daemon::sim::run(opts, rx));
+    let addr = free_addr();
+    let mut child = spawn(&bundle, &link, &history, addr);
+    // Wait until it has reported a few results, then kill it without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reported = loop {
+        assert!(Instant::now() < deadline, "no results reported");
+        if let Some((200, body)) = tokio::task::spawn_blocking(move || get(addr, "/v1/results/latest")).await.unwrap() {
+            let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_u64().unwrap();
+            if id >= 4 {
+                break id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let s = Store::open(&history, 1000).unwrap();
+    assert!(s.latest().unwrap().id >= reported, "reported {reported}, stored {:?}", s.latest().map(|r| r.id));
+    drop(s);
+    // Restarted, it serves what was stored and continues the ids.
+    let addr2 = free_addr();
+    let mut child = spawn(&bundle, &link, &history, addr2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        assert!(Instant::now() < deadline, "restarted daemon did not answer");
+        if let Some((200, body)) = tokio::task::spawn_blocking(move || get(addr2, &format!("/v1/results?since=0&limit=1000"))).await.unwrap() {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<u64> = v["results"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert!(ids.len() as u64 >= reported, "{ids:?}");
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = stop.send(true);
+    let _ = sim.await;
+}
