@@ -105,6 +105,12 @@ pub async fn run(
         running.model.model_id, running.model.precision, cfg.windows.hop_s
     );
     eprintln!("eknetd demo: demonstration model; not for clinical decisions");
+    if running.model.model_id.starts_with("untrained") {
+        eprintln!(
+            "eknetd demo: this bundle is an UNTRAINED fixture (random weights): its scores and \
+             findings mean nothing; it only shows the plumbing"
+        );
+    }
     announce(running.addr);
     tokio::select! {
         _ = stop => {}

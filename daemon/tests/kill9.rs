@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split(' ').nth(1)?.parse().ok()?;
@@ -62,12 +66,16 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
     };
     let calib: Vec<Vec<f32>> = (1..=3)
         .map(|i| {
-            let r = eknet_shared::io::read_any(&data_dir().join("ludb/data").join(i.to_string())).unwrap();
-            eknet_shared::preprocess::record_windows(&r, Default::default()).unwrap()[0].data.clone()
+            let r = eknet_shared::io::read_any(&data_dir().join("ludb/data").join(i.to_string()))
+                .unwrap();
+            eknet_shared::preprocess::record_windows(&r, Default::default()).unwrap()[0]
+                .data
+                .clone()
         })
         .collect();
     let p = dir.join("f.eknet");
-    eknet_trainer::export::untrained_bundle(&p, &cfg, &["NORM".into(), "AFIB".into()], &calib, 3).unwrap();
+    eknet_trainer::export::untrained_bundle(&p, &cfg, &["NORM".into(), "AFIB".into()], &calib, 3)
+        .unwrap();
     p
 }
 
@@ -79,7 +87,9 @@ async fn kill_9_loses_nothing_that_was_reported() {
     let history = dir.path().join("history.jsonl");
     let (stop, rx) = tokio::sync::watch::channel(false);
     let opts = SimOptions {
-        records: (1..=3).map(|i| data_dir().join("ludb/data").join(i.to_string())).collect(),
+        records: (1..=3)
+            .map(|i| data_dir().join("ludb/data").join(i.to_string()))
+            .collect(),
         speed: 10.0,
         link: Some(link.clone()),
         quiet: true,
@@ -92,8 +102,14 @@ async fn kill_9_loses_nothing_that_was_reported() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let reported = loop {
         assert!(Instant::now() < deadline, "no results reported");
-        if let Some((200, body)) = tokio::task::spawn_blocking(move || get(addr, "/v1/results/latest")).await.unwrap() {
-            let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_u64().unwrap();
+        if let Some((200, body)) =
+            tokio::task::spawn_blocking(move || get(addr, "/v1/results/latest"))
+                .await
+                .unwrap()
+        {
+            let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+                .as_u64()
+                .unwrap();
             if id >= 4 {
                 break id;
             }
@@ -103,7 +119,11 @@ async fn kill_9_loses_nothing_that_was_reported() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let s = Store::open(&history, 1000).unwrap();
-    assert!(s.latest().unwrap().id >= reported, "reported {reported}, stored {:?}", s.latest().map(|r| r.id));
+    assert!(
+        s.latest().unwrap().id >= reported,
+        "reported {reported}, stored {:?}",
+        s.latest().map(|r| r.id)
+    );
     drop(s);
     // Restarted, it serves what was stored and continues the ids.
     let addr2 = free_addr();
@@ -111,13 +131,22 @@ async fn kill_9_loses_nothing_that_was_reported() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
         assert!(Instant::now() < deadline, "restarted daemon did not answer");
-        if let Some((200, body)) = tokio::task::spawn_blocking(move || get(addr2, &format!("/v1/results?since=0&limit=1000"))).await.unwrap() {
+        if let Some((200, body)) =
+            tokio::task::spawn_blocking(move || get(addr2, "/v1/results?since=0&limit=1000"))
+                .await
+                .unwrap()
+        {
             break body;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let ids: Vec<u64> = v["results"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
     assert!(ids.len() as u64 >= reported, "{ids:?}");
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
     child.kill().unwrap();

@@ -1,9 +1,11 @@
-//! `eknet-trainer`: offline tools around EKnet. Today: record inspection and conversion to the
-//! seed's `.ecgzip`; the model, data pipeline, both training stages, evaluation and export build
-//! on these (see the trainer issue).
+//! `eknet-trainer`: offline tools around EKnet for ML engineers.
 //!
 //! - [`cli`]: the `eknet-train` commands.
 //! - [`inspect`]: a record's summary (leads, rate, metadata, labels and their harmonisation).
+//! - [`data`]: preparing training data (splits, labels) and the decoded-window cache.
+//! - [`model`]: EKnet in burn; [`train`]: both training stages; [`evaluate`], [`metrics`]: scores.
+//! - [`export`]: the hand-written ONNX graphs (f32, int8), calibration, the model bundle, `verify`.
+//! - [`bench`], [`device`], [`checkpoint`], [`rng`]: throughput, backends, checkpoints, seeds.
 
 pub mod bench;
 pub mod checkpoint;
