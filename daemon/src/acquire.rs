@@ -134,17 +134,6 @@ fn twelve_from_eight(map: &[Lead; 8], ch: &[f32]) -> [f32; LEAD_ROWS] {
     out
 }
 
-const EKNET_EIGHT: [Lead; 8] = [
-    Lead::I,
-    Lead::II,
-    Lead::V1,
-    Lead::V2,
-    Lead::V3,
-    Lead::V4,
-    Lead::V5,
-    Lead::V6,
-];
-
 impl Pipeline {
     fn new(cfg: &ReaderConfig) -> Pipeline {
         Pipeline {
@@ -419,7 +408,7 @@ fn handle_eknet(ev: eknet::Event, p: &mut Pipeline, st: &mut DeviceStatus, out: 
                     a.copy_from_slice(&mv);
                     a
                 } else {
-                    twelve_from_eight(&EKNET_EIGHT, &mv)
+                    twelve_from_eight(&crate::windows::EIGHT_CHANNEL_LEADS, &mv)
                 };
                 st.samples += 1;
                 p.push(sample, block.lead_off, out);

@@ -96,16 +96,7 @@ pub const EKNET_UV_PER_LSB: f32 = 0.5;
 /// Samples in each eknet sample frame.
 pub const EKNET_SAMPLES_PER_FRAME: usize = 10;
 /// The eknet stream's channels, in order.
-pub const EKNET_LEADS: [Lead; 8] = [
-    Lead::I,
-    Lead::II,
-    Lead::V1,
-    Lead::V2,
-    Lead::V3,
-    Lead::V4,
-    Lead::V5,
-    Lead::V6,
-];
+pub const EKNET_LEADS: [Lead; 8] = crate::windows::EIGHT_CHANNEL_LEADS;
 /// Cyton stream rate in hertz.
 pub const CYTON_RATE_HZ: u32 = 250;
 /// Footer of every Cyton packet sent (aux bytes are zero).

@@ -6,6 +6,19 @@ use eknet_shared::Lead;
 use eknet_shared::layout::{LEAD_ROWS, LayoutError, WINDOW_SAMPLES, Window3x4};
 use std::collections::VecDeque;
 
+/// Leads of an 8-channel eknet frame, in channel order (`daemon/PROTOCOL.md`); the host derives
+/// III, aVR, aVL and aVF.
+pub const EIGHT_CHANNEL_LEADS: [Lead; 8] = [
+    Lead::I,
+    Lead::II,
+    Lead::V1,
+    Lead::V2,
+    Lead::V3,
+    Lead::V4,
+    Lead::V5,
+    Lead::V6,
+];
+
 /// Electrode bits of the eknet frame (bit 0 RA, 1 LA, 2 LL, 3..8 V1..V6).
 pub const ELECTRODES: [&str; 9] = ["RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6"];
 

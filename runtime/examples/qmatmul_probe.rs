@@ -186,7 +186,12 @@ fn main() {
             .unwrap();
         if std::env::var("PROBE_DUMP").is_ok() {
             for n in m.nodes() {
-                println!("   {} : {} {:?}", n.name, n.op().name(), n.op().info().unwrap_or_default());
+                println!(
+                    "   {} : {} {:?}",
+                    n.name,
+                    n.op().name(),
+                    n.op().info().unwrap_or_default()
+                );
             }
         }
         let plan = m.into_runnable().unwrap();

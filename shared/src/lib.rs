@@ -13,6 +13,7 @@
 //! - [`labels`]: PTB-XL SCP statements, SNOMED CT and LUDB text mapped onto them.
 //! - [`config`]: the seed-compatible YAML configs of both training stages.
 //! - [`data`]: where the shared real records live.
+//! - [`time`]: UTC time as RFC 3339 text.
 //! - [`bundle`]: the model bundle (`*.eknet`): manifest, checksums, both ONNX graphs.
 //!
 //! No async runtime, no tensor library: everything here is plain data and arithmetic, so a record
@@ -29,6 +30,7 @@ pub mod lead;
 pub mod preprocess;
 pub mod record;
 pub mod resample;
+pub mod time;
 pub mod wfdb;
 
 pub use layout::Window3x4;
