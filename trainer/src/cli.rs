@@ -133,6 +133,10 @@ pub enum Command {
         /// classes; WFDB, every code with --min-count records.
         #[arg(long, value_delimiter = ',')]
         classes: Option<Vec<String>>,
+        /// WFDB: stratify the split on the classes (each split gets its share of every class)
+        /// instead of cutting one shuffled list.
+        #[arg(long)]
+        stratify: bool,
         /// PTB-XL: read records100/ instead of records500/.
         #[arg(long)]
         records100: bool,
@@ -292,6 +296,7 @@ pub fn run(cli: Cli) -> Result<()> {
             test_fraction,
             min_count,
             classes,
+            stratify,
             records100,
             random_split,
             tables,
@@ -311,6 +316,7 @@ pub fn run(cli: Cli) -> Result<()> {
                         test_fraction,
                         min_count,
                         classes,
+                        stratify,
                     };
                     prepare_wfdb(&input, &out, &harmoniser, &opts)?
                 }

@@ -56,6 +56,9 @@ pub struct WfdbPrepare {
     pub min_count: usize,
     /// Explicit class list (SCP codes, output order).
     pub classes: Option<Vec<String>>,
+    /// Stratify the split on the chosen classes (iterative stratification) instead of cutting
+    /// one shuffled list, so each split holds its share of every class.
+    pub stratify: bool,
 }
 
 fn find_headers(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -148,12 +151,28 @@ pub fn prepare_wfdb(
         opts.classes.as_deref(),
         opts.min_count,
     )?;
-    // Record-level split with a fixed seed: shuffle once, cut.
-    let mut order: Vec<usize> = (0..prepared.len()).collect();
-    Rng::new(opts.seed).shuffle(&mut order);
-    let n = order.len();
+    // Record-level split with a fixed seed.
+    let split = if opts.stratify {
+        stratified_split(&prepared, &classes, opts)
+    } else {
+        random_split(prepared.len(), opts)
+    };
+    write_outputs(out, opts.fold, &prepared, &split, &classes, &mut report)?;
+    Ok(report)
+}
+
+/// Split sizes (val, test) of `n` records.
+fn split_sizes(n: usize, opts: &WfdbPrepare) -> (usize, usize) {
     let n_test = (n as f64 * opts.test_fraction).round() as usize;
     let n_val = (n as f64 * opts.val_fraction).round() as usize;
+    (n_val, n_test)
+}
+
+/// Shuffle once with the seed, cut: test first, then validation, the rest train.
+fn random_split(n: usize, opts: &WfdbPrepare) -> Vec<u8> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(opts.seed).shuffle(&mut order);
+    let (n_val, n_test) = split_sizes(n, opts);
     let mut split = vec![0u8; n]; // 0 train, 1 val, 2 test
     for (rank, &i) in order.iter().enumerate() {
         split[i] = if rank < n_test {
@@ -164,8 +183,81 @@ pub fn prepare_wfdb(
             0
         };
     }
-    write_outputs(out, opts.fold, &prepared, &split, &classes, &mut report)?;
-    Ok(report)
+    split
+}
+
+/// Iterative stratification (Sechidis, Tsoumakas and Vlahavas, 2011) on the chosen classes:
+/// the rarest class still unplaced goes first; each of its records goes to the split that most
+/// lacks that class (then the one that most lacks records, then the training split). Records with
+/// none of the classes fill the remaining sizes. Records are taken in a seeded shuffled order,
+/// so the split is a fixed function of the seed and the records.
+fn stratified_split(prepared: &[Prepared], classes: &[String], opts: &WfdbPrepare) -> Vec<u8> {
+    let n = prepared.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(opts.seed).shuffle(&mut order);
+    let (n_val, n_test) = split_sizes(n, opts);
+    let fractions = [
+        (n - n_val - n_test) as f64 / n.max(1) as f64,
+        n_val as f64 / n.max(1) as f64,
+        n_test as f64 / n.max(1) as f64,
+    ];
+    let has: Vec<Vec<usize>> = prepared
+        .iter()
+        .map(|p| {
+            classes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| p.codes.contains(c))
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .collect();
+    let mut want_records = [n - n_val - n_test, n_val, n_test].map(|x| x as f64);
+    let mut want_class: Vec<[f64; 3]> = (0..classes.len())
+        .map(|k| {
+            let total = has.iter().filter(|h| h.contains(&k)).count() as f64;
+            fractions.map(|f| f * total)
+        })
+        .collect();
+    const UNSET: u8 = u8::MAX;
+    let mut split = vec![UNSET; n];
+    let mut left: Vec<usize> = order;
+    loop {
+        // The class with the fewest unplaced records (ties: output order).
+        let mut rarest: Option<(usize, usize)> = None;
+        for k in 0..classes.len() {
+            let count = left.iter().filter(|&&i| has[i].contains(&k)).count();
+            if count > 0 && rarest.is_none_or(|(_, c)| count < c) {
+                rarest = Some((k, count));
+            }
+        }
+        let Some((k, _)) = rarest else { break };
+        let members: Vec<usize> = left.iter().copied().filter(|&i| has[i].contains(&k)).collect();
+        for i in members {
+            let mut best = 0usize;
+            for s in 1..3 {
+                let key = |s: usize| (want_class[k][s], want_records[s]);
+                let (a, b) = (key(s), key(best));
+                if a.0 > b.0 || (a.0 == b.0 && a.1 > b.1) {
+                    best = s;
+                }
+            }
+            split[i] = best as u8;
+            want_records[best] -= 1.0;
+            for &c in &has[i] {
+                want_class[c][best] -= 1.0;
+            }
+        }
+        left.retain(|&i| split[i] == UNSET);
+    }
+    for i in left {
+        let best = (0..3)
+            .max_by(|&a, &b| want_records[a].total_cmp(&want_records[b]).then(b.cmp(&a)))
+            .unwrap_or(0);
+        split[i] = best as u8;
+        want_records[best] -= 1.0;
+    }
+    split
 }
 
 /// Classes in SCP table order: the explicit list, or every code (but SR) with `min_count` records.
@@ -451,5 +543,66 @@ mod tests {
         );
         assert_eq!(parse_scp_codes("{}").unwrap(), Vec::<String>::new());
         assert!(parse_scp_codes("NORM").is_err());
+    }
+
+    fn fake(n: usize) -> Vec<Prepared> {
+        // Class A on every 4th record, B on every 10th, C on 7 records only.
+        (0..n)
+            .map(|i| {
+                let mut codes = vec![];
+                if i % 4 == 0 {
+                    codes.push("A".to_string());
+                }
+                if i % 10 == 3 {
+                    codes.push("B".to_string());
+                }
+                if i < 7 {
+                    codes.push("C".to_string());
+                }
+                Prepared {
+                    path: format!("r{i}"),
+                    codes,
+                    fold: None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stratified_split_gives_each_split_its_share_of_every_class() {
+        let prepared = fake(200);
+        let classes: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
+        let opts = WfdbPrepare {
+            fold: 0,
+            seed: 42,
+            val_fraction: 0.15,
+            test_fraction: 0.15,
+            min_count: 1,
+            classes: None,
+            stratify: true,
+        };
+        let split = stratified_split(&prepared, &classes, &opts);
+        assert_eq!(split.len(), 200);
+        let count = |s: u8| split.iter().filter(|&&x| x == s).count();
+        // Sizes as the random split's: 30 test, 30 val, the rest train.
+        assert_eq!((count(0), count(1), count(2)), (140, 30, 30));
+        let per = |code: &str, s: u8| {
+            (0..200)
+                .filter(|&i| split[i] == s && prepared[i].codes.iter().any(|c| c == code))
+                .count()
+        };
+        // A: 50 records -> 35 / 7.5 / 7.5; B: 20 -> 14 / 3 / 3; C: 7 -> 5 / 1 / 1.
+        for s in 1..3 {
+            assert!((7..=8).contains(&per("A", s)), "A in split {s}: {}", per("A", s));
+            assert_eq!(per("B", s), 3, "B in split {s}");
+            assert!((1..=2).contains(&per("C", s)), "C in split {s}: {}", per("C", s));
+        }
+        assert_eq!(per("B", 0), 14);
+        // A fixed function of the seed.
+        assert_eq!(split, stratified_split(&prepared, &classes, &opts));
+        let other = WfdbPrepare { seed: 7, ..opts.clone() };
+        assert_ne!(split, stratified_split(&prepared, &classes, &other));
+        // The random split is unchanged by the option's existence.
+        assert_eq!(random_split(200, &opts).len(), 200);
     }
 }
