@@ -502,6 +502,7 @@ async fn model(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "model_id": m.model_id,
         "precision": s.model.precision,
+        "precision_selection": s.model.precision_selection,
         "threads": s.model.threads,
         "bundle": s.model.bundle,
         "labels": m.labels,

@@ -8,7 +8,7 @@ use crate::config::DaemonConfig;
 use crate::engine::{Engine, EngineCounters, ModelInfo};
 use crate::store::{Store, StoreError};
 use eknet_runtime::{Classifier, RuntimeError};
-use eknet_shared::bundle::Bundle;
+use eknet_shared::bundle::{Bundle, Precision};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -69,17 +69,61 @@ impl Running {
     }
 }
 
+/// `precision: auto`: times both graphs on a synthetic window (f32: two warm-up and three timed
+/// runs; int8: one run, and two more only if that one is not already slower than f32's median)
+/// and keeps the faster. Returns the classifier and a sentence saying what was measured.
+fn pick_faster(bundle: &Bundle, threads: usize) -> Result<(Classifier, String), StartError> {
+    let window = crate::engine::synthetic_window();
+    let time = |c: &Classifier| -> Result<f64, StartError> {
+        let t = std::time::Instant::now();
+        c.classify(&window)?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    };
+    let f32c = Classifier::from_bundle(bundle, Precision::F32, threads)?;
+    time(&f32c)?;
+    time(&f32c)?;
+    let mut f = [time(&f32c)?, time(&f32c)?, time(&f32c)?];
+    f.sort_by(f64::total_cmp);
+    let f32_ms = f[1];
+    let int8c = Classifier::from_bundle(bundle, Precision::Int8, threads)?;
+    let mut i = vec![time(&int8c)?];
+    if i[0] <= f32_ms {
+        i.push(time(&int8c)?);
+        i.push(time(&int8c)?);
+    }
+    i.sort_by(f64::total_cmp);
+    let int8_ms = i[i.len() / 2];
+    let (pick, other) = if int8_ms < f32_ms {
+        (int8c, f32c)
+    } else {
+        (f32c, int8c)
+    };
+    drop(other);
+    let why = format!(
+        "{}, chosen at start-up (auto): int8 {int8_ms:.2} ms vs f32 {f32_ms:.2} ms per window on this CPU",
+        pick.precision()
+    );
+    Ok((pick, why))
+}
+
 /// Starts the daemon from a (validated) config.
 pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
     let path: PathBuf = cfg.model.bundle.clone().ok_or(StartError::NoBundle)?;
     let bundle = Bundle::open(&path).map_err(RuntimeError::from)?;
-    let classifier = Classifier::from_bundle(&bundle, cfg.model.precision, cfg.model.threads)?;
+    let (classifier, selection) = match cfg.model.precision.fixed() {
+        Some(p) => (
+            Classifier::from_bundle(&bundle, p, cfg.model.threads)?,
+            format!("{p}, as configured"),
+        ),
+        None => pick_faster(&bundle, cfg.model.threads)?,
+    };
     let manifest = Arc::new(bundle.manifest.clone());
     drop(bundle);
     let model = Arc::new(ModelInfo {
         bundle: path.display().to_string(),
         model_id: manifest.model_id.clone(),
-        precision: cfg.model.precision,
+        precision: classifier.precision(),
+        precision_selection: selection,
         threads: cfg.model.threads,
         classes: classifier.classes(),
     });

@@ -17,6 +17,39 @@ pub enum Protocol {
     Cyton,
 }
 
+/// Which graph the daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionChoice {
+    /// Time both graphs at start-up on this CPU and run the faster (int8 is not faster
+    /// everywhere: on x86 without VNNI, tract's int8 kernels trail its f32 ones; see BENCHMARKS.md).
+    Auto,
+    /// The f32 graph.
+    F32,
+    /// The int8 graph.
+    Int8,
+}
+
+impl PrecisionChoice {
+    /// The graph, when one is named.
+    pub fn fixed(self) -> Option<Precision> {
+        match self {
+            PrecisionChoice::Auto => None,
+            PrecisionChoice::F32 => Some(Precision::F32),
+            PrecisionChoice::Int8 => Some(Precision::Int8),
+        }
+    }
+}
+
+impl From<Precision> for PrecisionChoice {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F32 => PrecisionChoice::F32,
+            Precision::Int8 => PrecisionChoice::Int8,
+        }
+    }
+}
+
 /// `serial`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,8 +89,8 @@ impl Default for SerialSection {
 pub struct ModelSection {
     /// The bundle (`*.eknet`).
     pub bundle: Option<PathBuf>,
-    /// `int8` (default) or `f32`.
-    pub precision: Precision,
+    /// `auto` (default: the faster graph on this CPU, timed at start-up), `int8` or `f32`.
+    pub precision: PrecisionChoice,
     /// Threads for tract's matrix products.
     pub threads: usize,
 }
@@ -66,7 +99,7 @@ impl Default for ModelSection {
     fn default() -> Self {
         ModelSection {
             bundle: None,
-            precision: Precision::Int8,
+            precision: PrecisionChoice::Auto,
             threads: 1,
         }
     }

@@ -33,14 +33,59 @@ pub fn demo_bundle(cfg: &DaemonConfig) -> Result<PathBuf> {
     )
 }
 
-/// Default demo records: LUDB records of the shared data, streamed in a loop.
-pub fn demo_records() -> Result<Vec<PathBuf>> {
+/// The held-out record list shipped beside a bundle: `NAME.heldout.txt` for `NAME.eknet`, one
+/// path per line relative to the shared data folder (the demo model's test split).
+pub fn heldout_list(bundle: &Path) -> PathBuf {
+    bundle.with_extension("heldout.txt")
+}
+
+/// Default demo records: the bundle's held-out records when its list is beside it (records the
+/// model never trained on), else LUDB records 191-200; streamed one after another in a loop.
+pub fn demo_records(bundle: &Path) -> Result<Vec<PathBuf>> {
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let data = eknet_shared::data::require_data_dir(&here)
         .or_else(|_| eknet_shared::data::require_data_dir(Path::new(env!("CARGO_MANIFEST_DIR"))))
         .map_err(|e| anyhow::anyhow!("demo records: {e}; or give --demo-record PATH"))?;
+    let list = heldout_list(bundle);
+    if list.exists() {
+        let text = std::fs::read_to_string(&list)
+            .with_context(|| format!("reading {}", list.display()))?;
+        let mut recs = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let rel = Path::new(line);
+            if rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                bail!(
+                    "{} line {}: '{line}' must be a path inside the shared data folder",
+                    list.display(),
+                    n + 1
+                );
+            }
+            let p = data.join(rel);
+            if !p.with_extension("hea").exists() {
+                bail!(
+                    "{} line {}: no WFDB record {} (is {} the shared data folder?)",
+                    list.display(),
+                    n + 1,
+                    p.display(),
+                    data.display()
+                );
+            }
+            recs.push(p);
+        }
+        if recs.is_empty() {
+            bail!("{} lists no record", list.display());
+        }
+        return Ok(recs);
+    }
     let ludb = data.join("ludb").join("data");
-    // Records 191-200: the tail of LUDB, streamed one after another.
     let recs: Vec<PathBuf> = (191..=200).map(|i| ludb.join(i.to_string())).collect();
     if !recs[0].with_extension("hea").exists() {
         bail!("demo records: {} has no LUDB records", ludb.display());
@@ -56,9 +101,10 @@ pub async fn run(
     announce: fn(SocketAddr),
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
-    cfg.model.bundle = Some(demo_bundle(&cfg)?);
+    let bundle = demo_bundle(&cfg)?;
+    cfg.model.bundle = Some(bundle.clone());
     let records = if records.is_empty() {
-        demo_records()?
+        demo_records(&bundle)?
     } else {
         records.to_vec()
     };

@@ -312,6 +312,121 @@ fn executor_for(threads: usize) -> Result<Executor, RuntimeError> {
     Ok(Executor::SingleThread)
 }
 
+/// Time spent in one kind of operation of the optimised plan, per window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    /// tract's operation name (e.g. `OptMatMul`, `Softmax`, `LayerNorm`).
+    pub op: String,
+    /// Nodes of this kind in the plan.
+    pub nodes: usize,
+    /// Sum over those nodes of each node's median time, in milliseconds.
+    pub ms: f64,
+}
+
+/// One node of the optimised plan and its median time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    /// Node name (from the ONNX graph, with tract's suffixes).
+    pub name: String,
+    /// Operation name.
+    pub op: String,
+    /// tract's description of the operation (kernel, shapes, ...).
+    pub info: String,
+    /// Median time over the profiled runs, in milliseconds.
+    pub ms: f64,
+}
+
+/// Where one window's time goes in the optimised plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Median wall time of a whole profiled run, in milliseconds (timing adds a little).
+    pub total_ms: f64,
+    /// Per operation kind, most expensive first.
+    pub ops: Vec<OpTime>,
+    /// Every node, most expensive first.
+    pub nodes: Vec<NodeTime>,
+}
+
+impl Classifier {
+    /// Runs the plan `runs` times on `window`, timing every node (tract's own evaluation path
+    /// with a timer around each node, as `tract --profile` does).
+    pub fn profile(&self, window: &[f32], runs: usize) -> Result<Profile, RuntimeError> {
+        use tract_onnx::tract_core::plan::{SimpleState, eval};
+        let expected = SLOT_COUNT * SLOT_SAMPLES;
+        if window.len() != expected {
+            return Err(RuntimeError::WindowSize {
+                expected,
+                found: window.len(),
+            });
+        }
+        let run = |e: TractError| RuntimeError::Run(chain(&e));
+        let model = self.plan.model();
+        let runs = runs.max(1);
+        let mut per_node: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); model.nodes.len()];
+        let mut totals = Vec::with_capacity(runs);
+        let mut state = SimpleState::new(&self.plan).map_err(run)?;
+        let mut once = |state: &mut SimpleState<TypedFact, Box<dyn TypedOp>>| -> TractResult<()> {
+            let input = Tensor::from_shape(&[1, SLOT_COUNT, SLOT_SAMPLES], window)?;
+            let mut times = vec![0f64; model.nodes.len()];
+            let start = std::time::Instant::now();
+            state.run_plan_with_eval(tvec!(input.into()), |ctx, op_state, node, inputs| {
+                let t = std::time::Instant::now();
+                let out = eval(ctx, op_state, node, inputs);
+                times[node.id] += t.elapsed().as_secs_f64() * 1000.0;
+                out
+            })?;
+            totals.push(start.elapsed().as_secs_f64() * 1000.0);
+            for (i, t) in times.into_iter().enumerate() {
+                per_node[i].push(t);
+            }
+            Ok(())
+        };
+        for _ in 0..runs {
+            match self.threads {
+                1 => once(&mut state),
+                _ => multithread_tract_scope(self.executor.clone(), || once(&mut state)),
+            }
+            .map_err(run)?;
+        }
+        let median = |v: &mut Vec<f64>| -> f64 {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        let mut nodes: Vec<NodeTime> = model
+            .nodes
+            .iter()
+            .zip(per_node.iter_mut())
+            .map(|(n, t)| NodeTime {
+                name: n.name.clone(),
+                op: n.op().name().into_owned(),
+                info: n.op().info().map(|v| v.join("; ")).unwrap_or_default(),
+                ms: median(t),
+            })
+            .collect();
+        nodes.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        let mut ops: Vec<OpTime> = Vec::new();
+        for n in &nodes {
+            match ops.iter_mut().find(|o| o.op == n.op) {
+                Some(o) => {
+                    o.nodes += 1;
+                    o.ms += n.ms;
+                }
+                None => ops.push(OpTime {
+                    op: n.op.clone(),
+                    nodes: 1,
+                    ms: n.ms,
+                }),
+            }
+        }
+        ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(Profile {
+            total_ms: median(&mut totals),
+            ops,
+            nodes,
+        })
+    }
+}
+
 /// Loads both precisions of a bundle file.
 pub fn open_bundle(path: &std::path::Path) -> Result<Bundle, RuntimeError> {
     Ok(Bundle::open(path)?)

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use eknet_daemon::app;
-use eknet_daemon::config::DaemonConfig;
+use eknet_daemon::config::{DaemonConfig, PrecisionChoice};
 use eknet_daemon::result::{Outcome, Source, Span, WindowResult};
 use eknet_daemon::store::Store;
 use eknet_tests::{FIXTURE_CODES, fixture_bundle, http, ludb, sse};
@@ -17,6 +17,7 @@ use std::time::Duration;
 fn config(dir: &Path, bundle: &Path) -> DaemonConfig {
     let mut cfg = DaemonConfig::default();
     cfg.model.bundle = Some(bundle.to_path_buf());
+    cfg.model.precision = PrecisionChoice::Int8;
     cfg.api.listen = "127.0.0.1:0".parse().unwrap();
     cfg.api.body_limit = 1 << 20;
     cfg.history.path = dir.join("history.jsonl");
@@ -318,4 +319,49 @@ async fn a_bad_bundle_refuses_to_start_with_a_clear_message() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("absent.eknet"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_precision_times_both_graphs_and_runs_the_one_it_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fixture_bundle(dir.path());
+    let mut cfg = config(dir.path(), &bundle);
+    cfg.model.precision = PrecisionChoice::Auto;
+    let d = app::start(&cfg).await.unwrap();
+    let m = http(d.addr, "GET", "/v1/model", &[], b"").await.json();
+    let chosen = m["precision"].as_str().unwrap().to_string();
+    assert!(chosen == "f32" || chosen == "int8", "{m}");
+    let why = m["precision_selection"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("{chosen}, chosen at start-up (auto): int8 "))
+            && why.contains(" ms vs f32 ")
+            && why.ends_with(" ms per window on this CPU"),
+        "{why}"
+    );
+    // The timings it quotes agree with its choice.
+    let ms = |tag: &str| -> f64 {
+        let rest = &why[why.find(tag).unwrap() + tag.len()..];
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    let (int8_ms, f32_ms) = (ms("int8 "), ms("vs f32 "));
+    if chosen == "int8" {
+        assert!(int8_ms <= f32_ms, "{why}");
+    } else {
+        assert!(int8_ms >= f32_ms, "{why}");
+    }
+    // Uploads run the chosen graph.
+    let r = http(
+        d.addr,
+        "POST",
+        "/v1/classify",
+        &[],
+        record_json(7, None, None).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = r.json();
+    if r["outcome"] == "classified" {
+        assert_eq!(r["classification"]["precision"], chosen.as_str());
+    }
+    d.stop().await;
 }

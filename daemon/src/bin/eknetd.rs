@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use eknet_daemon::app;
-use eknet_daemon::config::{DaemonConfig, Protocol};
+use eknet_daemon::config::{DaemonConfig, PrecisionChoice, Protocol};
 use eknet_runtime::Classifier;
 use eknet_shared::bundle::{Bundle, Precision};
 use std::net::SocketAddr;
@@ -38,9 +38,9 @@ struct Cli {
     /// Model bundle (.eknet).
     #[arg(long)]
     bundle: Option<PathBuf>,
-    /// Graph: int8 (default) or f32.
-    #[arg(long)]
-    precision: Option<Precision>,
+    /// Graph: auto (default: the faster on this CPU, timed at start-up), int8 or f32.
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionChoice>,
     /// Threads for the model's matrix products.
     #[arg(long)]
     threads: Option<usize>,
@@ -95,6 +95,13 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also time every node of each optimised plan and print where the time goes.
+        #[arg(long)]
+        profile: bool,
+        /// Write the input window to this file (15 x 1250 little-endian f32, slot-major), so
+        /// another runtime can be timed on the same input (tools/bench_compare.py).
+        #[arg(long)]
+        dump_input: Option<PathBuf>,
     },
 }
 
@@ -219,13 +226,27 @@ async fn run_daemon(cfg: DaemonConfig) -> Result<()> {
     Ok(())
 }
 
-fn bench(
-    bundle: &std::path::Path,
+/// `eknetd bench` options.
+struct BenchArgs<'a> {
+    bundle: &'a std::path::Path,
     threads: usize,
     runs: usize,
-    record: Option<&std::path::Path>,
+    record: Option<&'a std::path::Path>,
     json: bool,
-) -> Result<()> {
+    profile: bool,
+    dump_input: Option<&'a std::path::Path>,
+}
+
+fn bench(a: BenchArgs<'_>) -> Result<()> {
+    let BenchArgs {
+        bundle,
+        threads,
+        runs,
+        record,
+        json,
+        profile,
+        dump_input,
+    } = a;
     let b = Bundle::open(bundle)?;
     let window: Vec<f32> = match record {
         Some(r) => {
@@ -239,8 +260,12 @@ fn bench(
                 .map(|w| w.data)
                 .context("the record gives no 10 s window")?
         }
-        None => synthetic_window(),
+        None => eknet_daemon::engine::synthetic_window(),
     };
+    if let Some(path) = dump_input {
+        let bytes: Vec<u8> = window.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
     let runs = runs.max(1);
     let mut out = serde_json::Map::new();
     out.insert("model_id".into(), b.manifest.model_id.clone().into());
@@ -263,6 +288,48 @@ fn bench(
         out.insert(format!("{p}_ms"), median.into());
         out.insert(format!("{p}_p90_ms"), p90.into());
         out.insert(format!("{p}_bytes"), b.onnx(p).len().into());
+        if profile {
+            let prof = c.profile(&window, runs.min(10))?;
+            let ops: Vec<serde_json::Value> = prof
+                .ops
+                .iter()
+                .map(|o| serde_json::json!({"op": o.op, "nodes": o.nodes, "ms": o.ms}))
+                .collect();
+            let top: Vec<serde_json::Value> = prof
+                .nodes
+                .iter()
+                .take(15)
+                .map(
+                    |n| serde_json::json!({"name": n.name, "op": n.op, "info": n.info, "ms": n.ms}),
+                )
+                .collect();
+            if !json {
+                println!(
+                    "{p} plan profile (median of {} runs): {:.2} ms per window",
+                    runs.min(10),
+                    prof.total_ms
+                );
+                for o in &prof.ops {
+                    if o.ms >= prof.total_ms * 0.005 {
+                        println!(
+                            "  {:>8.2} ms {:>5.1} %  {} x {}",
+                            o.ms,
+                            100.0 * o.ms / prof.total_ms,
+                            o.nodes,
+                            o.op
+                        );
+                    }
+                }
+                println!("  top nodes:");
+                for n in prof.nodes.iter().take(8) {
+                    println!("  {:>8.2} ms  {} ({}) {}", n.ms, n.name, n.op, n.info);
+                }
+            }
+            out.insert(
+                format!("{p}_profile"),
+                serde_json::json!({"total_ms": prof.total_ms, "ops": ops, "top_nodes": top}),
+            );
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -281,19 +348,6 @@ fn bench(
     Ok(())
 }
 
-/// A 1 mV, 72 bpm pulse train on every slot.
-fn synthetic_window() -> Vec<f32> {
-    let mut w = vec![0f32; 15 * 1250];
-    for (s, slot) in w.chunks_mut(1250).enumerate() {
-        for (i, v) in slot.iter_mut().enumerate() {
-            let t = (i + s * 97) as f32 / 500.0;
-            let phase = (t * 1.2).fract();
-            *v = (-((phase - 0.3) / 0.01).powi(2)).exp();
-        }
-    }
-    w
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Bench {
@@ -302,9 +356,19 @@ fn main() -> Result<()> {
         runs,
         record,
         json,
+        profile,
+        dump_input,
     }) = &cli.command
     {
-        return bench(bundle, *threads, *runs, record.as_deref(), *json);
+        return bench(BenchArgs {
+            bundle,
+            threads: *threads,
+            runs: *runs,
+            record: record.as_deref(),
+            json: *json,
+            profile: *profile,
+            dump_input: dump_input.as_deref(),
+        });
     }
     let cfg = merged(&cli)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

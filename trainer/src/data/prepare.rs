@@ -232,7 +232,11 @@ fn stratified_split(prepared: &[Prepared], classes: &[String], opts: &WfdbPrepar
             }
         }
         let Some((k, _)) = rarest else { break };
-        let members: Vec<usize> = left.iter().copied().filter(|&i| has[i].contains(&k)).collect();
+        let members: Vec<usize> = left
+            .iter()
+            .copied()
+            .filter(|&i| has[i].contains(&k))
+            .collect();
         for i in members {
             let mut best = 0usize;
             for s in 1..3 {
@@ -593,14 +597,25 @@ mod tests {
         };
         // A: 50 records -> 35 / 7.5 / 7.5; B: 20 -> 14 / 3 / 3; C: 7 -> 5 / 1 / 1.
         for s in 1..3 {
-            assert!((7..=8).contains(&per("A", s)), "A in split {s}: {}", per("A", s));
+            assert!(
+                (7..=8).contains(&per("A", s)),
+                "A in split {s}: {}",
+                per("A", s)
+            );
             assert_eq!(per("B", s), 3, "B in split {s}");
-            assert!((1..=2).contains(&per("C", s)), "C in split {s}: {}", per("C", s));
+            assert!(
+                (1..=2).contains(&per("C", s)),
+                "C in split {s}: {}",
+                per("C", s)
+            );
         }
         assert_eq!(per("B", 0), 14);
         // A fixed function of the seed.
         assert_eq!(split, stratified_split(&prepared, &classes, &opts));
-        let other = WfdbPrepare { seed: 7, ..opts.clone() };
+        let other = WfdbPrepare {
+            seed: 7,
+            ..opts.clone()
+        };
         assert_ne!(split, stratified_split(&prepared, &classes, &other));
         // The random split is unchanged by the option's existence.
         assert_eq!(random_split(200, &opts).len(), 200);
