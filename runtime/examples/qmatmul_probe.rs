@@ -53,14 +53,46 @@ fn node(op: &str, i: &[&str], o: &str) -> pb::NodeProto {
 }
 
 /// variant: 0 f32, 1 QLinearMatMul i8 x i8, 2 MatMulInteger i8 x i8 (+ Cast, Mul), 3 QLinearMatMul
-/// u8 (zp 128) x i8, 4 MatMulInteger u8 x i8.
+/// u8 (zp 128) x i8, 4 MatMulInteger u8 x i8, 5 the same int8 values widened to int32 (Cast) and
+/// multiplied by an int32 `MatMul` (tract's i32 x i32 path, which avoids the i8 x i8 inner loop).
 fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
     use pb::tensor_proto::DataType as D;
     let (l, k, n) = (750i64, 256i64, 1024i64);
     let mut inits = vec![];
     let mut nodes = vec![];
     let xdims: Vec<i64> = if rank2 { vec![l, k] } else { vec![1, l, k] };
-    if variant >= 2 {
+    if variant == 5 {
+        inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
+        inits.push(t("z", &[], D::Int8, vec![0]));
+        inits.push(t(
+            "w",
+            &[k, n],
+            D::Int8,
+            (0..k * n).map(|i| (i % 251) as u8).collect(),
+        ));
+        inits.push(t(
+            "sc",
+            &[n],
+            D::Float,
+            (0..n).flat_map(|_| 0.0002f32.to_le_bytes()).collect(),
+        ));
+        let cast = |i: &str, o: &str, to: i64| {
+            let mut c = node("Cast", &[i], o);
+            c.attribute.push(pb::AttributeProto {
+                name: "to".into(),
+                r#type: pb::attribute_proto::AttributeType::Int as i32,
+                i: to,
+                ..Default::default()
+            });
+            c
+        };
+        nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
+        nodes.push(cast("xq", "x32", 6));
+        nodes.push(cast("w", "w32", 6));
+        nodes.push(node("MatMul", &["x32", "w32"], "acc"));
+        nodes.push(cast("acc", "accf", 1));
+        nodes.push(node("Mul", &["accf", "sc"], "y"));
+    } else if variant >= 2 {
         let u8a = variant >= 3;
         inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
         if u8a {
@@ -177,6 +209,7 @@ fn main() {
         ("matmulinteger i8", 2, false, false),
         ("qlinear u8", 3, false, false),
         ("matmulinteger u8", 4, false, false),
+        ("int8 values as i32 matmul", 5, false, false),
     ] {
         let bytes = model_v(v, pc, r2);
         let m = tract_onnx::onnx()
