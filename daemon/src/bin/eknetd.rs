@@ -68,7 +68,8 @@ struct Cli {
     /// Demo: a simulated device over a pseudo-terminal streams real records into the daemon.
     #[arg(long)]
     demo: bool,
-    /// Demo: records (files or folders) to stream (default: held-out records of the shared data).
+    /// Demo: records (files or folders) to stream (default: those listed in NAME.heldout.txt
+    /// beside the bundle, the demo model's test split; for other bundles LUDB 191-200).
     #[arg(long = "demo-record")]
     demo_records: Vec<PathBuf>,
     /// Demo: stream speed (1 = real time).
