@@ -52,6 +52,18 @@ fn node(op: &str, i: &[&str], o: &str) -> pb::NodeProto {
     }
 }
 
+/// `Cast` to ONNX data type `to` (1 float, 6 int32).
+fn cast(i: &str, o: &str, to: i64) -> pb::NodeProto {
+    let mut c = node("Cast", &[i], o);
+    c.attribute.push(pb::AttributeProto {
+        name: "to".into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: to,
+        ..Default::default()
+    });
+    c
+}
+
 /// variant: 0 f32, 1 QLinearMatMul i8 x i8, 2 MatMulInteger i8 x i8 (+ Cast, Mul), 3 QLinearMatMul
 /// u8 (zp 128) x i8, 4 MatMulInteger u8 x i8, 5 the same int8 values widened to int32 (Cast) and
 /// multiplied by an int32 `MatMul` (tract's i32 x i32 path, which avoids the i8 x i8 inner loop).
@@ -76,16 +88,6 @@ fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
             D::Float,
             (0..n).flat_map(|_| 0.0002f32.to_le_bytes()).collect(),
         ));
-        let cast = |i: &str, o: &str, to: i64| {
-            let mut c = node("Cast", &[i], o);
-            c.attribute.push(pb::AttributeProto {
-                name: "to".into(),
-                r#type: pb::attribute_proto::AttributeType::Int as i32,
-                i: to,
-                ..Default::default()
-            });
-            c
-        };
         nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
         nodes.push(cast("xq", "x32", 6));
         nodes.push(cast("w", "w32", 6));
@@ -129,14 +131,7 @@ fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
             } else {
                 nodes.push(node("MatMulInteger", &["xq", "w"], "acc"));
             }
-            let mut cast = node("Cast", &["acc"], "accf");
-            cast.attribute.push(pb::AttributeProto {
-                name: "to".into(),
-                r#type: pb::attribute_proto::AttributeType::Int as i32,
-                i: 1,
-                ..Default::default()
-            });
-            nodes.push(cast);
+            nodes.push(cast("acc", "accf", 1));
             nodes.push(node("Mul", &["accf", "sc"], "y"));
         }
     } else if variant == 1 {

@@ -255,19 +255,7 @@ impl Classifier {
 
     /// Scores one window: `[15][1250]` millivolts at 500 Hz, slot-major (the shared 3x4 layout).
     pub fn classify(&self, window: &[f32]) -> Result<Inference, RuntimeError> {
-        let expected = SLOT_COUNT * SLOT_SAMPLES;
-        if window.len() != expected {
-            return Err(RuntimeError::WindowSize {
-                expected,
-                found: window.len(),
-            });
-        }
-        if let Some(i) = window.iter().position(|v| !v.is_finite()) {
-            return Err(RuntimeError::NonFinite {
-                slot: i / SLOT_SAMPLES,
-                sample: i % SLOT_SAMPLES,
-            });
-        }
+        check_window(window)?;
         let run = |e: TractError| RuntimeError::Run(chain(&e));
         let input = Tensor::from_shape(&[1, SLOT_COUNT, SLOT_SAMPLES], window).map_err(run)?;
         let outputs = match self.threads {
@@ -290,6 +278,24 @@ impl Classifier {
             attention: slice(1)?,
         })
     }
+}
+
+/// A window the graphs accept: `[15][1250]` finite values.
+fn check_window(window: &[f32]) -> Result<(), RuntimeError> {
+    let expected = SLOT_COUNT * SLOT_SAMPLES;
+    if window.len() != expected {
+        return Err(RuntimeError::WindowSize {
+            expected,
+            found: window.len(),
+        });
+    }
+    if let Some(i) = window.iter().position(|v| !v.is_finite()) {
+        return Err(RuntimeError::NonFinite {
+            slot: i / SLOT_SAMPLES,
+            sample: i % SLOT_SAMPLES,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(feature = "multithread")]
@@ -352,13 +358,7 @@ impl Classifier {
     /// with a timer around each node, as `tract --profile` does).
     pub fn profile(&self, window: &[f32], runs: usize) -> Result<Profile, RuntimeError> {
         use tract_onnx::tract_core::plan::{SimpleState, eval};
-        let expected = SLOT_COUNT * SLOT_SAMPLES;
-        if window.len() != expected {
-            return Err(RuntimeError::WindowSize {
-                expected,
-                found: window.len(),
-            });
-        }
+        check_window(window)?;
         let run = |e: TractError| RuntimeError::Run(chain(&e));
         let model = self.plan.model();
         let runs = runs.max(1);
