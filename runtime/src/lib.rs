@@ -13,6 +13,28 @@ use tract_onnx::tract_core::tract_linalg::multithread::{Executor, multithread_tr
 
 pub use tract_onnx;
 
+// The one module with `unsafe`: a SIMD kernel handed to tract as a function over raw tile
+// pointers, which is what tract's kernel interface is.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub mod int8_avx2;
+
+/// The kernel tract runs for this build's int8 matrix products on this machine, by name (a
+/// `[300, 256] x [256, 1024]` product, the encoder's feed-forward shape), `None` when no
+/// platform tier claims int8 products here (tract then falls back on its generic kernels).
+pub fn int8_kernel() -> Option<String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        int8_avx2::registered(300, 256, 1024)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        tract_onnx::tract_core::tract_linalg::MmmDispatch::native()
+            .preferred_kernel(DatumType::I32, Some(300), Some(256), Some(1024))
+            .map(|k| k.name().to_string())
+    }
+}
+
 /// Why a graph could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -92,6 +114,7 @@ pub struct Classifier {
     classes: usize,
     threads: usize,
     executor: Executor,
+    int8_kernel: Option<String>,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -229,13 +252,23 @@ impl Classifier {
             .into_runnable()
             .map_err(load)?;
         let executor = executor_for(threads)?;
+        let int8_kernel = match precision {
+            Precision::Int8 => int8_kernel(),
+            Precision::F32 => None,
+        };
         Ok(Classifier {
             plan,
             precision,
             classes,
             threads: threads.max(1),
             executor,
+            int8_kernel,
         })
+    }
+
+    /// For the int8 graph, the kernel tract runs its int8 matrix products on ([`int8_kernel`]).
+    pub fn int8_kernel(&self) -> Option<&str> {
+        self.int8_kernel.as_deref()
     }
 
     /// Which graph this is.

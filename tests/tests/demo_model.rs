@@ -47,7 +47,7 @@ fn the_shipped_demo_model_is_trained_validated_and_reproducible() {
     }
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(
-        card.contains(&format!("{}", fmt_thousands(size))),
+        card.contains(&fmt_thousands(size)),
         "card size != {size}"
     );
     assert!(
@@ -72,7 +72,7 @@ fn fmt_thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

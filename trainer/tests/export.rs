@@ -136,10 +136,20 @@ fn int8_graph_uses_integer_products_with_static_scales_and_stays_close() {
     // Per block: q, k, v, output, fc1, fc2; 2 encoder blocks on each of the 3 groups, 2 x (self
     // + cross) knowledge blocks; two merging layers.
     let expected = 6 * (2 * 3 + 2 * 2) + 2;
-    assert_eq!(count("QLinearMatMul"), expected);
+    assert_eq!(count("MatMulInteger"), expected);
     assert_eq!(graphs.int8_layers, expected);
     assert_eq!(count("DynamicQuantizeLinear"), 0);
-    assert_eq!(count("MatMulInteger"), 0);
+    // No i8 requantisation of a product: each is rescaled to f32 once, per output channel.
+    assert_eq!(count("QLinearMatMul"), 0);
+    assert_eq!(count("DequantizeLinear"), 0);
+    for node in graph.node.iter().filter(|n| n.op_type == "MatMulInteger") {
+        assert_eq!(
+            node.input.len(),
+            2,
+            "{}: zero points are 0, so none are given",
+            node.name
+        );
+    }
     // Each activation is quantised once: per block its input (shared by Q, K and V in
     // self-attention), the attention context, the MLP input and the GELU output; the encoder's
     // memory once for the K and V of every cross-attention; the merging MLP's two inputs.

@@ -289,6 +289,9 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
         out.insert(format!("{p}_ms"), median.into());
         out.insert(format!("{p}_p90_ms"), p90.into());
         out.insert(format!("{p}_bytes"), b.onnx(p).len().into());
+        if let Some(k) = c.int8_kernel() {
+            out.insert("int8_kernel".into(), k.into());
+        }
         if profile {
             let prof = c.profile(&window, runs.min(10))?;
             let ops: Vec<serde_json::Value> = prof
@@ -337,13 +340,16 @@ fn bench(a: BenchArgs<'_>) -> Result<()> {
     } else {
         let g = |k: &str| out.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
         println!(
-            "{}: {threads} thread(s), {runs} runs: f32 median {:.2} ms (p90 {:.2}), int8 median {:.2} ms (p90 {:.2}); int8/f32 {:.2}",
+            "{}: {threads} thread(s), {runs} runs: f32 median {:.2} ms (p90 {:.2}), int8 median {:.2} ms (p90 {:.2}); int8/f32 {:.2}; int8 products on {}",
             b.manifest.model_id,
             g("f32_ms"),
             g("f32_p90_ms"),
             g("int8_ms"),
             g("int8_p90_ms"),
-            g("int8_ms") / g("f32_ms")
+            g("int8_ms") / g("f32_ms"),
+            out.get("int8_kernel")
+                .and_then(|v| v.as_str())
+                .unwrap_or("tract's generic kernels")
         );
     }
     Ok(())

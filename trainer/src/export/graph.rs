@@ -1,8 +1,8 @@
 //! EKnet's inference path written out as an ONNX graph (opset 17, dynamic batch) from trained
 //! weights, with tract's protobuf types: input `ecg` `[batch, 15, 1250]`, outputs `scores`
 //! `[batch, classes]` and `attention` `[batch, classes, 750]`. The same builder writes the f32
-//! graph, the int8 graph (linear layers as `QLinearMatMul` on i8 activations quantised once, per
-//! output channel int8 weights) and the calibration probe (the f32 graph with every activation that
+//! graph, the int8 graph (linear layers as `MatMulInteger` on i8 activations quantised once and
+//! per output channel int8 weights, rescaled to f32 per channel) and the calibration probe (the f32 graph with every activation that
 //! feeds an int8 product exposed as an output). Op for op it mirrors `model::Eknet::forward` without
 //! token drop; two exact rewrites save work: the attention scale is folded into the query
 //! projection, and in `concat_mlp` merging the lead and time halves of the first merge layer are
@@ -282,21 +282,28 @@ impl<'a> Builder<'a> {
         let mm = format!("{t}.mm");
         match (self.lowering, int8) {
             (Lowering::Int8(_), true) => {
-                let (xq, xs) = self.quantize(x)?;
+                // i8 x i8 -> exact i32 (`MatMulInteger`), then one f32 rescale per output
+                // channel (activation scale x that column's weight scale), which the bias add
+                // follows. No i8 requantisation of the product: every consumer here wants f32,
+                // and tract runs a requantising `QLinearMatMul` as five more passes over the
+                // i32 output (BENCHMARKS.md).
+                let (xq, _) = self.quantize(x)?;
+                let xs = int8_scale(self.range(x)?);
                 let (wq, ws) = quantize_columns(w, k, n);
                 let wq = self.const_i8(&format!("{p}.weight_q"), &[k, n], wq);
-                let ws = self.const_f32(&format!("{p}.weight_scale"), &[n], ws);
-                let wz = self.const_i8(&format!("{p}.weight_zero"), &[n], vec![0; n]);
-                let ys = int8_scale(self.range(&mm)?);
-                let ys = self.const_f32(&format!("{mm}.scale"), &[], vec![ys]);
-                let zp = self.const_i8("c.zero_i8", &[], vec![0]);
-                let mmq = self.op(
-                    "QLinearMatMul",
-                    &[&xq, &xs, &zp, &wq, &ws, &wz, &ys, &zp],
-                    &format!("{t}.mmq"),
-                    vec![],
+                let acc = self.op("MatMulInteger", &[&xq, &wq], &format!("{t}.acc"), vec![]);
+                let accf = self.op(
+                    "Cast",
+                    &[&acc],
+                    &format!("{t}.accf"),
+                    vec![attr_int("to", pb::tensor_proto::DataType::Float as i64)],
                 );
-                self.op("DequantizeLinear", &[&mmq, &ys, &zp], &mm, vec![]);
+                let scale = self.const_f32(
+                    &format!("{t}.dequant_scale"),
+                    &[n],
+                    ws.iter().map(|w| w * xs).collect(),
+                );
+                self.op("Mul", &[&accf, &scale], &mm, vec![]);
                 self.int8_layers += 1;
             }
             (lowering, _) => {
@@ -304,7 +311,6 @@ impl<'a> Builder<'a> {
                 self.op("MatMul", &[x, &wn], &mm, vec![]);
                 if int8 && matches!(lowering, Lowering::Probe) {
                     self.probe(x);
-                    self.probe(&mm);
                 }
             }
         }

@@ -519,8 +519,8 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         quantization: Quantization {
             scheme: "static int8: weights symmetric per output channel; activations symmetric \
                      per tensor (zero point 0), ranges = max |x| over the calibration windows, \
-                     each activation quantised once; QLinearMatMul for every encoder, knowledge \
-                     and merging linear layer; patch embedding, heads, softmax, LayerNorm, GELU \
+                     each activation quantised once; MatMulInteger (exact i32) then a per-channel f32 \
+                     rescale for every encoder, knowledge and merging linear layer; patch embedding, heads, softmax, LayerNorm, GELU \
                      and residual adds in f32"
                 .into(),
             calibration_source: opts.calibration.display().to_string(),

@@ -1,0 +1,320 @@
+//! An exact int8 matrix-product kernel for x86-64 CPUs with AVX2 but no VNNI, registered into
+//! tract's kernel dispatch from outside tract.
+//!
+//! tract-linalg 0.23.9 has one AVX2 integer kernel, `avx2_mmm_i32_8x8`. It widens every byte
+//! twice and multiplies with `vpmullw`, and its inner loop loads A with a legacy-SSE `movq`: on
+//! a CPU (or hypervisor) that charges for SSE/AVX transitions it runs at about 0.5 GMAC/s, 40 to
+//! 80 times slower than tract's own f32 kernel (`BENCHMARKS.md` has the profile). This kernel
+//! is what tract's VNNI kernels are, without VNNI:
+//!
+//! - both operands packed K=4-inner (`PackedI8K4(8)`, tract's own packer: per block of 4 k, 8
+//!   rows or columns of 4 bytes each);
+//! - per block, A's bytes split into the even-k and odd-k halves as sign-extended 16-bit pairs
+//!   by two shifts, the same for B, and `vpmaddwd` forms `a0 b0 + a2 b2` and `a1 b1 + a3 b3`
+//!   in 32-bit lanes: 16 multiply-adds per instruction, **exact** for every i8 input (no
+//!   `vpmaddubsw` saturation, no +128 bias);
+//! - the 8x8 i32 tile stays in eight ymm registers, one per output column, for the whole k.
+//!
+//! The fused epilogue (requantisation, bias, stores) follows tract's generic Rust kernel op by
+//! op, on the same tile. A dispatch tier of its own names this kernel for i32-accumulated
+//! products on machines with AVX2 and neither AVX-512 VNNI nor AVX-VNNI; elsewhere tract's own
+//! choice stands. [`registered`] says whether dispatch picks it on this machine.
+
+use tract_onnx::prelude::DatumType;
+use tract_onnx::tract_core::tract_linalg as linalg;
+
+use linalg::isa::{Arch, Isa, IsaReq, IsaSet};
+use linalg::mmm::{DynKernel, FusedKerSpec, MatMatMul, OutputStoreKer, Query, Suitable};
+use linalg::pack::{PackedI8K4, Packing};
+use linalg::{ScaleShiftAndRound, Scaler};
+
+/// The kernel's name in tract's dispatch (and in profiles).
+pub const KERNEL_NAME: &str = "eknet_avx2_mmm_i32_8x8_k4";
+
+const MR: usize = 8;
+const NR: usize = 8;
+
+/// The tile, column-major: `tile[col][row]`, as the registers hold it.
+type Tile = [[i32; MR]; NR];
+
+fn build() -> DynKernel<MR, NR, i32> {
+    // Packing 0 is the accumulator type's own (i32 x i32), which every i32 kernel carries;
+    // packing 1 is the i8 x i8 product this kernel exists for.
+    let mut k = DynKernel::<MR, NR, i32>::new(
+        KERNEL_NAME,
+        kernel,
+        i32::packing(MR).align(32),
+        i32::packing(NR).align(4),
+    )
+    .with_packing(PackedI8K4::new(MR), PackedI8K4::new(NR))
+    .with_store::<i8>()
+    .with_isa(IsaReq::ANY.needing(&[Isa::X86_64Avx2]))
+    // Above tract's AVX2 kernel wherever a caller ranks kernels by preference.
+    .with_boost(|| 10);
+    k.arch = Some(Arch::X86_64);
+    k
+}
+
+fn make() -> Box<dyn MatMatMul> {
+    build().mmm()
+}
+
+/// Machines this kernel is the best int8 choice for: AVX2, and no VNNI of either kind (there
+/// tract's `vpdpbusd` kernels are better).
+fn applies(isa: &IsaSet) -> bool {
+    isa.has(Isa::X86_64Avx2) && !isa.has(Isa::X86_64Avx512Vnni) && !isa.has(Isa::X86_64AvxVnni)
+}
+
+fn preferred(
+    _isa: &IsaSet,
+    acc: DatumType,
+    query: &Query,
+    _suitable: &[Suitable],
+) -> Option<&'static str> {
+    // Matrix-vector products keep tract's own choice, as its AVX2 tier does.
+    (acc == DatumType::I32 && query.n != Some(1)).then_some(KERNEL_NAME)
+}
+
+inventory::submit! {
+    linalg::mmm_routines::MmmRoutine { make }
+}
+
+inventory::submit! {
+    linalg::mmm_tiers::MmmTier {
+        arch: Some(Arch::X86_64),
+        // Unique among x86-64 tiers (tract uses 1 to 8); it only answers where no VNNI tier does.
+        precedence: 20,
+        name: "eknet-avx2-int8",
+        applies,
+        preferred,
+    }
+}
+
+/// The kernel tract's dispatch would run for an i32-accumulated `[m, k] x [k, n]` int8 product
+/// on this machine. [`KERNEL_NAME`] on AVX2 machines without VNNI.
+pub fn registered(m: usize, k: usize, n: usize) -> Option<String> {
+    let query = Query::plain(DatumType::I32, Some(m), Some(k), Some(n));
+    let dispatch = linalg::MmmDispatch::native();
+    let suitable = dispatch.suitable(&query);
+    dispatch
+        .preferred(&query, &suitable)
+        .map(|(mmm, _, _)| mmm.name().to_string())
+}
+
+unsafe fn kernel(ops: &[FusedKerSpec<i32>]) -> isize {
+    // SAFETY: dispatch only runs this kernel on machines offering AVX2 (`with_isa` above).
+    unsafe { kernel_avx2(ops) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_avx2(ops: &[FusedKerSpec<i32>]) -> isize {
+    let mut tile: Tile = [[0; MR]; NR];
+    for op in ops {
+        // SAFETY: the pointers in the ops are tract's, valid for the tile and the k given.
+        unsafe {
+            match *op {
+                FusedKerSpec::Done => break,
+                FusedKerSpec::Clear => tile = [[0; MR]; NR],
+                FusedKerSpec::LoadTile(col_major, _row_major) => {
+                    for (c, col) in tile.iter_mut().enumerate() {
+                        for (r, v) in col.iter_mut().enumerate() {
+                            *v = *col_major.add(c * MR + r);
+                        }
+                    }
+                }
+                FusedKerSpec::ScalarAdd(s) => each(&mut tile, |v| v.wrapping_add(s)),
+                FusedKerSpec::ScalarMul(s) => each(&mut tile, |v| v.wrapping_mul(s)),
+                FusedKerSpec::ScalarMin(s) => each(&mut tile, |v| v.min(s)),
+                FusedKerSpec::ScalarMax(s) => each(&mut tile, |v| v.max(s)),
+                FusedKerSpec::ScalarSub(s) => each(&mut tile, |v| s.wrapping_sub(v)),
+                FusedKerSpec::ScalarSubF(s) => each(&mut tile, |v| v.wrapping_sub(s)),
+                FusedKerSpec::LeakyRelu(s) => {
+                    each(&mut tile, |v| if v > 0 { v } else { s.wrapping_mul(v) })
+                }
+                FusedKerSpec::PerRowMin(p) => per_row(&mut tile, p, |m, v| m.min(v)),
+                FusedKerSpec::PerRowMax(p) => per_row(&mut tile, p, |m, v| m.max(v)),
+                FusedKerSpec::PerRowAdd(p) => per_row(&mut tile, p, |m, v| m.wrapping_add(v)),
+                FusedKerSpec::PerRowMul(p) => per_row(&mut tile, p, |m, v| m.wrapping_mul(v)),
+                FusedKerSpec::PerRowSub(p) => per_row(&mut tile, p, |m, v| m.wrapping_sub(v)),
+                FusedKerSpec::PerRowSubF(p) => per_row(&mut tile, p, |m, v| v.wrapping_sub(m)),
+                FusedKerSpec::PerColMin(p) => per_col(&mut tile, p, |m, v| m.min(v)),
+                FusedKerSpec::PerColMax(p) => per_col(&mut tile, p, |m, v| m.max(v)),
+                FusedKerSpec::PerColAdd(p) => per_col(&mut tile, p, |m, v| m.wrapping_add(v)),
+                FusedKerSpec::PerColMul(p) => per_col(&mut tile, p, |m, v| m.wrapping_mul(v)),
+                FusedKerSpec::PerColSub(p) => per_col(&mut tile, p, |m, v| m.wrapping_sub(v)),
+                FusedKerSpec::PerColSubF(p) => per_col(&mut tile, p, |m, v| v.wrapping_sub(m)),
+                FusedKerSpec::AddRowColProducts(rows, cols) => {
+                    for (c, col) in tile.iter_mut().enumerate() {
+                        for (r, v) in col.iter_mut().enumerate() {
+                            *v = v.wrapping_add((*rows.add(r)).wrapping_mul(*cols.add(c)));
+                        }
+                    }
+                }
+                FusedKerSpec::AddUnicast(other) => match other.item_size {
+                    1 => add_unicast::<i8>(&mut tile, &other),
+                    4 => add_unicast::<i32>(&mut tile, &other),
+                    _ => return 1,
+                },
+                FusedKerSpec::ShiftLeft(shift) => each(&mut tile, |v| v.q_shl(shift)),
+                FusedKerSpec::RoundingShiftRight(shift, rp) => {
+                    each(&mut tile, |v| v.q_shr(shift, rp))
+                }
+                FusedKerSpec::QScale(shift, rp, mult) => {
+                    let scaler = Scaler::from_fuse_params(shift, rp, mult);
+                    each(&mut tile, |v| v.q_scale(scaler))
+                }
+                FusedKerSpec::AddMatMul { k, pa, pb, packing } => match packing {
+                    0 => add_mat_mul_i32(&mut tile, pa as *const i32, pb as *const i32, k),
+                    1 => add_mat_mul_i8_k4(&mut tile, pa as *const i8, pb as *const i8, k),
+                    _ => return 1,
+                },
+                FusedKerSpec::Store(out) => match out.item_size {
+                    1 => store::<i8>(&tile, &out, |v| v as i8),
+                    4 if out.row_byte_stride == 4 => store_columns_i32(&tile, &out),
+                    4 => store::<i32>(&tile, &out, |v| v),
+                    _ => return 1,
+                },
+            }
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn each(tile: &mut Tile, f: impl Fn(i32) -> i32) {
+    for col in tile.iter_mut() {
+        for v in col.iter_mut() {
+            *v = f(*v);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn per_row(tile: &mut Tile, p: *const i32, f: impl Fn(i32, i32) -> i32) {
+    for col in tile.iter_mut() {
+        for (r, v) in col.iter_mut().enumerate() {
+            // SAFETY: tract passes MR values per row.
+            *v = f(unsafe { *p.add(r) }, *v);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn per_col(tile: &mut Tile, p: *const i32, f: impl Fn(i32, i32) -> i32) {
+    for (c, col) in tile.iter_mut().enumerate() {
+        // SAFETY: tract passes NR values per column.
+        let m = unsafe { *p.add(c) };
+        for v in col.iter_mut() {
+            *v = f(m, *v);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn add_unicast<T: Copy + Into<i32>>(tile: &mut Tile, other: &OutputStoreKer) {
+    for (c, col) in tile.iter_mut().enumerate() {
+        for (r, v) in col.iter_mut().enumerate() {
+            // SAFETY: the store describes an MR x NR tile of T.
+            let x = unsafe {
+                *(other
+                    .ptr
+                    .offset(other.row_byte_stride * r as isize + other.col_byte_stride * c as isize)
+                    as *const T)
+            };
+            *v = v.wrapping_add(x.into());
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn store<T: Copy>(tile: &Tile, out: &OutputStoreKer, cast: impl Fn(i32) -> T) {
+    for (c, col) in tile.iter().enumerate() {
+        for (r, v) in col.iter().enumerate() {
+            // SAFETY: the store describes an MR x NR tile of T.
+            unsafe {
+                *(out
+                    .ptr
+                    .offset(out.row_byte_stride * r as isize + out.col_byte_stride * c as isize)
+                    as *mut T) = cast(*v);
+            }
+        }
+    }
+}
+
+/// The i32 tile into an output whose rows are contiguous: one 32-byte store per column.
+#[target_feature(enable = "avx2")]
+unsafe fn store_columns_i32(tile: &Tile, out: &OutputStoreKer) {
+    use std::arch::x86_64::*;
+    for (c, col) in tile.iter().enumerate() {
+        // SAFETY: the store describes an MR x NR tile of i32 with a row stride of 4 bytes, so
+        // each column is 8 contiguous i32.
+        unsafe {
+            let v = _mm256_loadu_si256(col.as_ptr() as *const __m256i);
+            _mm256_storeu_si256(
+                out.ptr.offset(out.col_byte_stride * c as isize) as *mut __m256i,
+                v,
+            );
+        }
+    }
+}
+
+/// i32 x i32, tract's plain packing: per k, MR values of A then NR values of B.
+#[target_feature(enable = "avx2")]
+unsafe fn add_mat_mul_i32(tile: &mut Tile, pa: *const i32, pb: *const i32, k: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: A holds k x MR and B k x NR i32 values; the tile is 8 x 8 i32.
+    unsafe {
+        let mut acc: [__m256i; NR] =
+            std::array::from_fn(|c| _mm256_loadu_si256(tile[c].as_ptr() as *const __m256i));
+        for ik in 0..k {
+            let a = _mm256_loadu_si256(pa.add(ik * MR) as *const __m256i);
+            let b = pb.add(ik * NR);
+            for (c, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_add_epi32(*acc, _mm256_mullo_epi32(a, _mm256_set1_epi32(*b.add(c))));
+            }
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            _mm256_storeu_si256(tile[c].as_mut_ptr() as *mut __m256i, *acc);
+        }
+    }
+}
+
+/// i8 x i8, both packed K=4-inner (`PackedI8K4(8)`): per block of 4 k, 8 x 4 bytes of A (row r
+/// at bytes 4r..4r+4) and 8 x 4 bytes of B (column c at 4c..4c+4); k is zero-padded to a
+/// multiple of 4 by the packer.
+#[target_feature(enable = "avx2")]
+unsafe fn add_mat_mul_i8_k4(tile: &mut Tile, pa: *const i8, pb: *const i8, k: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: A and B hold ceil(k / 4) blocks of 32 bytes each; the tile is 8 x 8 i32.
+    unsafe {
+        let mut acc: [__m256i; NR] =
+            std::array::from_fn(|c| _mm256_loadu_si256(tile[c].as_ptr() as *const __m256i));
+        let mut split = [_mm256_setzero_si256(); 2];
+        for block in 0..k.div_ceil(4) {
+            let a = _mm256_loadu_si256(pa.add(block * 32) as *const __m256i);
+            let b = _mm256_loadu_si256(pb.add(block * 32) as *const __m256i);
+            // Each 16-bit word holds (k even, k odd) bytes of one row; the low byte
+            // sign-extended is the even k, the high byte the odd k. Per 32-bit lane: row r's
+            // (k0, k2) in `a_even`, (k1, k3) in `a_odd`.
+            let a_even = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(a));
+            let a_odd = _mm256_srai_epi16::<8>(a);
+            split[0] = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(b));
+            split[1] = _mm256_srai_epi16::<8>(b);
+            // Column c's pairs are one 32-bit lane of each half: broadcast it from memory
+            // (a load-port `vpbroadcastd`, no shuffle).
+            let s = std::hint::black_box(&split).as_ptr() as *const i32;
+            for (c, acc) in acc.iter_mut().enumerate() {
+                let b_even = _mm256_set1_epi32(*s.add(c));
+                let b_odd = _mm256_set1_epi32(*s.add(NR + c));
+                let sum = _mm256_add_epi32(
+                    _mm256_madd_epi16(a_even, b_even),
+                    _mm256_madd_epi16(a_odd, b_odd),
+                );
+                *acc = _mm256_add_epi32(*acc, sum);
+            }
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            _mm256_storeu_si256(tile[c].as_mut_ptr() as *mut __m256i, *acc);
+        }
+    }
+}

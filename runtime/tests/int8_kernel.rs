@@ -1,0 +1,333 @@
+//! The int8 matrix products tract runs for eknet (on AVX2 machines without VNNI, eknet's own
+//! kernel, `eknet_runtime::int8_avx2`), checked value for value against plain integer
+//! arithmetic: exact i32 products for every i8 input including -128, ragged shapes that leave
+//! partial tiles and k not a multiple of 4, constant and run-time operands, and the fused
+//! requantisation of `QLinearMatMul` (per-tensor and per-channel).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use eknet_runtime::tract_onnx::pb;
+use eknet_runtime::tract_onnx::prelude::*;
+use prost::Message;
+
+/// SplitMix64, for reproducible operands.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Any i8, with the extremes -128 and 127 over-represented.
+    fn i8s(&mut self, n: usize) -> Vec<i8> {
+        (0..n)
+            .map(|_| match self.next() % 8 {
+                0 => -128,
+                1 => 127,
+                _ => self.next() as i8,
+            })
+            .collect()
+    }
+}
+
+fn tensor_proto(
+    name: &str,
+    dims: &[usize],
+    dt: pb::tensor_proto::DataType,
+    raw: Vec<u8>,
+) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: dt as i32,
+        raw_data: raw,
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, elem: pb::tensor_proto::DataType, dims: &[usize]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{Dimension, dimension::Value};
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem as i32,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(Value::DimValue(d as i64)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn bytes(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8).collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A one-node graph: `node(a, b, extra...) -> y`. `a` [m, k] is always an input; `b` [k, n] is
+/// an input or a constant (what tract packs ahead of time).
+fn run_graph(
+    op: &str,
+    (m, k, n): (usize, usize, usize),
+    a: &[i8],
+    b: &[i8],
+    b_constant: bool,
+    extra: Vec<pb::TensorProto>,
+    out: pb::tensor_proto::DataType,
+) -> Tensor {
+    use pb::tensor_proto::DataType;
+    let mut inputs = vec![value_info("a", DataType::Int8, &[m, k])];
+    let mut initializer = extra;
+    if b_constant {
+        initializer.push(tensor_proto("b", &[k, n], DataType::Int8, bytes(b)));
+    } else {
+        inputs.push(value_info("b", DataType::Int8, &[k, n]));
+    }
+    let node_inputs: Vec<String> = match op {
+        "MatMulInteger" => vec!["a".into(), "b".into()],
+        _ => [
+            "a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "y_scale", "y_zp",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    };
+    let graph = pb::GraphProto {
+        name: "g".into(),
+        node: vec![pb::NodeProto {
+            input: node_inputs,
+            output: vec!["y".into()],
+            name: "product".into(),
+            op_type: op.into(),
+            ..Default::default()
+        }],
+        initializer,
+        input: inputs,
+        output: vec![value_info("y", out, &[m, n])],
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(model.encode_to_vec()))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let a_t = Tensor::from_shape(&[m, k], a).unwrap();
+    let mut feed: TVec<TValue> = tvec!(a_t.into());
+    if !b_constant {
+        feed.push(Tensor::from_shape(&[k, n], b).unwrap().into());
+    }
+    plan.run(feed).unwrap().remove(0).into_tensor()
+}
+
+fn reference(m: usize, k: usize, n: usize, a: &[i8], b: &[i8]) -> Vec<i32> {
+    let mut y = vec![0i32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] = (0..k)
+                .map(|l| a[i * k + l] as i32 * b[l * n + j] as i32)
+                .sum();
+        }
+    }
+    y
+}
+
+const SHAPES: [(usize, usize, usize); 9] = [
+    (2, 1, 2),
+    (3, 5, 7),
+    (8, 4, 8),
+    (9, 13, 17),
+    (16, 64, 16),
+    (37, 66, 3),
+    (7, 255, 9),
+    (64, 256, 40),
+    (300, 256, 24),
+];
+
+#[test]
+fn dispatch_runs_the_eknet_kernel_on_avx2_without_vnni() {
+    let kernel = eknet_runtime::int8_kernel();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni");
+        if std::arch::is_x86_feature_detected!("avx2") && !vnni {
+            assert_eq!(
+                kernel.as_deref(),
+                Some(eknet_runtime::int8_avx2::KERNEL_NAME)
+            );
+        } else {
+            assert_ne!(
+                kernel.as_deref(),
+                Some(eknet_runtime::int8_avx2::KERNEL_NAME)
+            );
+        }
+    }
+    println!("int8 kernel here: {kernel:?}");
+}
+
+#[test]
+fn matmul_integer_is_exact_for_every_shape_and_operand_kind() {
+    let mut rng = Rng(7);
+    for &(m, k, n) in &SHAPES {
+        let a = rng.i8s(m * k);
+        let b = rng.i8s(k * n);
+        let expected = reference(m, k, n, &a, &b);
+        for b_constant in [false, true] {
+            let y = run_graph(
+                "MatMulInteger",
+                (m, k, n),
+                &a,
+                &b,
+                b_constant,
+                vec![],
+                pb::tensor_proto::DataType::Int32,
+            );
+            assert_eq!(y.shape(), &[m, n]);
+            assert_eq!(
+                y.try_as_plain_ram().unwrap().as_slice::<i32>().unwrap(),
+                &expected[..],
+                "[{m}, {k}] x [{k}, {n}], b constant: {b_constant}"
+            );
+        }
+    }
+}
+
+#[test]
+fn all_minus_128_does_not_saturate() {
+    // The worst case for 16-bit pair sums: every product is +16384.
+    let (m, k, n) = (9, 20, 11);
+    let a = vec![-128i8; m * k];
+    let b = vec![-128i8; k * n];
+    let y = run_graph(
+        "MatMulInteger",
+        (m, k, n),
+        &a,
+        &b,
+        true,
+        vec![],
+        pb::tensor_proto::DataType::Int32,
+    );
+    assert!(
+        y.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<i32>()
+            .unwrap()
+            .iter()
+            .all(|&v| v == 16384 * k as i32)
+    );
+}
+
+/// ONNX QLinearMatMul with zero points 0: y = saturate(round(acc * sa * sb / sy)).
+fn qlinear_reference(
+    acc: &[i32],
+    n: usize,
+    a_scale: f32,
+    b_scales: &[f32],
+    y_scale: f32,
+) -> Vec<i8> {
+    acc.iter()
+        .enumerate()
+        .map(|(ix, &v)| {
+            let s = a_scale * b_scales[if b_scales.len() == 1 { 0 } else { ix % n }] / y_scale;
+            (v as f64 * s as f64).round_ties_even().clamp(-128.0, 127.0) as i8
+        })
+        .collect()
+}
+
+#[test]
+fn qlinear_matmul_requantises_like_the_reference() {
+    use pb::tensor_proto::DataType;
+    let mut rng = Rng(11);
+    for &(m, k, n) in &SHAPES {
+        let a = rng.i8s(m * k);
+        let b = rng.i8s(k * n);
+        let acc = reference(m, k, n, &a, &b);
+        let a_scale = 0.02f32;
+        // A product of two of these i8 has a spread of about 6,000: y's scale puts two spreads
+        // of the sum across the i8 range, so most values land inside and some saturate.
+        let y_scale = a_scale * 0.01 * 6000.0 * (k as f32).sqrt() * 2.0 / 127.0;
+        for per_channel in [false, true] {
+            let b_scales: Vec<f32> = if per_channel {
+                (0..n)
+                    .map(|j| 0.01 * (1.0 + (j % 5) as f32 * 0.25))
+                    .collect()
+            } else {
+                vec![0.01]
+            };
+            let zp = |name: &str, len: usize| {
+                tensor_proto(
+                    name,
+                    &if len == 1 { vec![] } else { vec![len] },
+                    DataType::Int8,
+                    vec![0; len],
+                )
+            };
+            let scale = |name: &str, v: &[f32]| {
+                tensor_proto(
+                    name,
+                    &if v.len() == 1 { vec![] } else { vec![v.len()] },
+                    DataType::Float,
+                    f32_bytes(v),
+                )
+            };
+            let extra = vec![
+                scale("a_scale", &[a_scale]),
+                zp("a_zp", 1),
+                scale("b_scale", &b_scales),
+                zp("b_zp", b_scales.len()),
+                scale("y_scale", &[y_scale]),
+                zp("y_zp", 1),
+            ];
+            let y = run_graph(
+                "QLinearMatMul",
+                (m, k, n),
+                &a,
+                &b,
+                true,
+                extra,
+                DataType::Int8,
+            );
+            let expected = qlinear_reference(&acc, n, a_scale, &b_scales, y_scale);
+            let got = y.try_as_plain_ram().unwrap().as_slice::<i8>().unwrap();
+            let worst = got
+                .iter()
+                .zip(&expected)
+                .map(|(&g, &e)| (g as i32 - e as i32).abs())
+                .max()
+                .unwrap();
+            // tract requantises in fixed point: at most one step off the f64 rounding.
+            assert!(
+                worst <= 1,
+                "[{m}, {k}] x [{k}, {n}], per channel {per_channel}: off by {worst}"
+            );
+            let saturated = got.iter().filter(|&&v| v == 127 || v == -128).count();
+            assert!(saturated < got.len(), "the scale saturates everything");
+        }
+    }
+}
