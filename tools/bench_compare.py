@@ -63,6 +63,7 @@ def main():
     files = {"f32": os.path.join(tmp, "model.onnx"), "int8": os.path.join(tmp, "model.int8.onnx")}
     sizes = {k: os.path.getsize(v) for k, v in files.items()}
     rows = []
+    kernel = None
     for t in a.threads:
         xin = os.path.join(tmp, "window.f32")
         cmd = [a.eknetd, "bench", "--bundle", a.bundle, "--threads", str(t), "--runs", str(a.runs),
@@ -70,6 +71,7 @@ def main():
         if a.record:
             cmd += ["--record", a.record]
         tr = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        kernel = tr.get("int8_kernel", "tract's generic kernels")
         x = np.fromfile(xin, dtype="<f4").reshape(1, 15, 1250)
         for prec in ("f32", "int8"):
             med, p90, _ = ort_time(files[prec], t, x, a.runs)
@@ -80,7 +82,7 @@ def main():
             })
     print(f"model {manifest['model_id']}: D {manifest['architecture'].get('d_model')}, "
           f"f32 graph {sizes['f32']} B, int8 graph {sizes['int8']} B; onnxruntime {ort.__version__}; "
-          f"{a.runs} runs, median (p90) ms per window, batch 1")
+          f"{a.runs} runs, median (p90) ms per window, batch 1; tract's int8 products on {kernel}")
     print(f"{'threads':>7} {'precision':>9} {'tract':>18} {'onnxruntime':>18} {'tract/ort':>9}")
     for r in rows:
         print(f"{r['threads']:>7} {r['precision']:>9} "
@@ -93,7 +95,7 @@ def main():
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"model_id": manifest["model_id"], "sizes": sizes, "runs": a.runs,
-                       "onnxruntime": ort.__version__, "rows": rows}, fh, indent=2)
+                       "onnxruntime": ort.__version__, "int8_kernel": kernel, "rows": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

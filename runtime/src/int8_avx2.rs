@@ -279,39 +279,62 @@ unsafe fn add_mat_mul_i32(tile: &mut Tile, pa: *const i32, pb: *const i32, k: us
     }
 }
 
+/// Blocks of B split per pass of [`add_mat_mul_i8_k4`]: 64 blocks (k 256) are 4 KiB of split
+/// pairs on the stack.
+const CHUNK_BLOCKS: usize = 64;
+
 /// i8 x i8, both packed K=4-inner (`PackedI8K4(8)`): per block of 4 k, 8 x 4 bytes of A (row r
 /// at bytes 4r..4r+4) and 8 x 4 bytes of B (column c at 4c..4c+4); k is zero-padded to a
 /// multiple of 4 by the packer.
+///
+/// B is split into sign-extended 16-bit pairs a chunk of blocks ahead of the products, into a
+/// stack buffer the product loop then broadcasts from: broadcasting straight out of a vector
+/// store made the line before stalls on store-to-load forwarding.
 #[target_feature(enable = "avx2")]
 unsafe fn add_mat_mul_i8_k4(tile: &mut Tile, pa: *const i8, pb: *const i8, k: usize) {
     use std::arch::x86_64::*;
-    // SAFETY: A and B hold ceil(k / 4) blocks of 32 bytes each; the tile is 8 x 8 i32.
+    let blocks = k.div_ceil(4);
+    // SAFETY: A and B hold `blocks` blocks of 32 bytes each; the tile is 8 x 8 i32; `split`
+    // holds CHUNK_BLOCKS blocks of two 32-byte halves.
     unsafe {
         let mut acc: [__m256i; NR] =
             std::array::from_fn(|c| _mm256_loadu_si256(tile[c].as_ptr() as *const __m256i));
-        let mut split = [_mm256_setzero_si256(); 2];
-        for block in 0..k.div_ceil(4) {
-            let a = _mm256_loadu_si256(pa.add(block * 32) as *const __m256i);
-            let b = _mm256_loadu_si256(pb.add(block * 32) as *const __m256i);
-            // Each 16-bit word holds (k even, k odd) bytes of one row; the low byte
-            // sign-extended is the even k, the high byte the odd k. Per 32-bit lane: row r's
-            // (k0, k2) in `a_even`, (k1, k3) in `a_odd`.
-            let a_even = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(a));
-            let a_odd = _mm256_srai_epi16::<8>(a);
-            split[0] = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(b));
-            split[1] = _mm256_srai_epi16::<8>(b);
-            // Column c's pairs are one 32-bit lane of each half: broadcast it from memory
-            // (a load-port `vpbroadcastd`, no shuffle).
-            let s = std::hint::black_box(&split).as_ptr() as *const i32;
-            for (c, acc) in acc.iter_mut().enumerate() {
-                let b_even = _mm256_set1_epi32(*s.add(c));
-                let b_odd = _mm256_set1_epi32(*s.add(NR + c));
-                let sum = _mm256_add_epi32(
-                    _mm256_madd_epi16(a_even, b_even),
-                    _mm256_madd_epi16(a_odd, b_odd),
+        // Written before it is read, block by block: no need to clear 4 KiB per tile.
+        let mut split = std::mem::MaybeUninit::<[__m256i; 2 * CHUNK_BLOCKS]>::uninit();
+        let sp = split.as_mut_ptr() as *mut __m256i;
+        let mut first = 0;
+        while first < blocks {
+            let len = CHUNK_BLOCKS.min(blocks - first);
+            // Each 16-bit word holds the (even k, odd k) bytes of one column; the low byte
+            // sign-extended is the even k, the high byte the odd k. Per 32-bit lane: column
+            // c's (k0, k2) in the first half, (k1, k3) in the second.
+            for i in 0..len {
+                let b = _mm256_loadu_si256(pb.add((first + i) * 32) as *const __m256i);
+                _mm256_storeu_si256(
+                    sp.add(2 * i),
+                    _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(b)),
                 );
-                *acc = _mm256_add_epi32(*acc, sum);
+                _mm256_storeu_si256(sp.add(2 * i + 1), _mm256_srai_epi16::<8>(b));
             }
+            let s = std::hint::black_box(sp as *const i32);
+            for i in 0..len {
+                let a = _mm256_loadu_si256(pa.add((first + i) * 32) as *const __m256i);
+                // The same split of A: row r's (k0, k2) and (k1, k3) per 32-bit lane.
+                let a_even = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(a));
+                let a_odd = _mm256_srai_epi16::<8>(a);
+                let s = s.add(i * 16);
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    // Column c's pairs, broadcast from memory (a load-port `vpbroadcastd`).
+                    let b_even = _mm256_set1_epi32(*s.add(c));
+                    let b_odd = _mm256_set1_epi32(*s.add(NR + c));
+                    let sum = _mm256_add_epi32(
+                        _mm256_madd_epi16(a_even, b_even),
+                        _mm256_madd_epi16(a_odd, b_odd),
+                    );
+                    *acc = _mm256_add_epi32(*acc, sum);
+                }
+            }
+            first += len;
         }
         for (c, acc) in acc.iter().enumerate() {
             _mm256_storeu_si256(tile[c].as_mut_ptr() as *mut __m256i, *acc);

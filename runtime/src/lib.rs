@@ -18,6 +18,9 @@ pub use tract_onnx;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 pub mod int8_avx2;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub mod quantize_avx2;
 
 /// The kernel tract runs for this build's int8 matrix products on this machine, by name (a
 /// `[300, 256] x [256, 1024]` product, the encoder's feed-forward shape), `None` when no
@@ -246,11 +249,11 @@ impl Classifier {
                 manifest: n,
             });
         }
-        let plan = typed
-            .into_optimized()
-            .map_err(load)?
-            .into_runnable()
-            .map_err(load)?;
+        #[allow(unused_mut)]
+        let mut optimized = typed.into_optimized().map_err(load)?;
+        #[cfg(target_arch = "x86_64")]
+        quantize_avx2::swap_into(&mut optimized);
+        let plan = optimized.into_runnable().map_err(load)?;
         let executor = executor_for(threads)?;
         let int8_kernel = match precision {
             Precision::Int8 => int8_kernel(),

@@ -331,3 +331,106 @@ fn qlinear_matmul_requantises_like_the_reference() {
         }
     }
 }
+
+/// Values that probe every branch of the quantiser at `scale`: exact ties either side of
+/// zero, near-ties, the clamp edges, huge values, infinities and NaN, then random ones.
+fn quantize_probes(scale: f32) -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e30,
+        -1e30,
+    ];
+    for t in -130..=130 {
+        let t = t as f32;
+        for d in [0.0, 0.5, -0.5, 0.499_99, 0.500_01] {
+            v.push((t + d) / scale);
+        }
+    }
+    let mut rng = Rng(3);
+    v.extend((0..1000).map(|_| ((rng.next() % 20_000) as f32 - 10_000.0) / 37.0 / scale));
+    v
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn vectorised_quantiser_equals_the_reference_for_every_value() {
+    use eknet_runtime::quantize_avx2::{quantize, quantize_one};
+    for (scale, zp) in [(1.0f32, 0i8), (127.0 / 3.7, 0), (0.37, 5), (12.5, -3)] {
+        let xs = quantize_probes(scale);
+        let mut ys = vec![0i8; xs.len()];
+        quantize(&xs, &mut ys, scale, zp);
+        for (x, y) in xs.iter().zip(&ys) {
+            assert_eq!(
+                *y,
+                quantize_one(*x, scale, zp),
+                "x {x} scale {scale} zp {zp}"
+            );
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn swapped_quantize_nodes_give_tracts_own_values() {
+    use pb::tensor_proto::DataType;
+    let scale = 0.0291f32;
+    let xs = quantize_probes(1.0 / scale);
+    let n = xs.len();
+    let graph = pb::GraphProto {
+        name: "g".into(),
+        node: vec![pb::NodeProto {
+            input: vec!["x".into(), "s".into(), "z".into()],
+            output: vec!["y".into()],
+            name: "q".into(),
+            op_type: "QuantizeLinear".into(),
+            ..Default::default()
+        }],
+        initializer: vec![
+            tensor_proto("s", &[], DataType::Float, f32_bytes(&[scale])),
+            tensor_proto("z", &[], DataType::Int8, vec![0]),
+        ],
+        input: vec![value_info("x", DataType::Float, &[n])],
+        output: vec![value_info("y", DataType::Int8, &[n])],
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    let optimized = || {
+        tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(model.encode_to_vec()))
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+    };
+    let run = |m: TypedModel| {
+        let x = Tensor::from_shape(&[n], &xs).unwrap();
+        m.into_runnable()
+            .unwrap()
+            .run(tvec!(x.into()))
+            .unwrap()
+            .remove(0)
+            .into_tensor()
+    };
+    let tracts = run(optimized());
+    let mut swapped = optimized();
+    let count = eknet_runtime::quantize_avx2::swap_into(&mut swapped);
+    if std::arch::is_x86_feature_detected!("avx2") {
+        assert_eq!(count, 1);
+    }
+    let ours = run(swapped);
+    assert_eq!(
+        ours.try_as_plain_ram().unwrap().as_slice::<i8>().unwrap(),
+        tracts.try_as_plain_ram().unwrap().as_slice::<i8>().unwrap()
+    );
+}

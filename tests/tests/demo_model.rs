@@ -46,10 +46,7 @@ fn the_shipped_demo_model_is_trained_validated_and_reproducible() {
         );
     }
     let size = std::fs::metadata(&path).unwrap().len();
-    assert!(
-        card.contains(&fmt_thousands(size)),
-        "card size != {size}"
-    );
+    assert!(card.contains(&fmt_thousands(size)), "card size != {size}");
     assert!(
         size < 5_000_000,
         "the demo bundle should stay a few MB: {size}"

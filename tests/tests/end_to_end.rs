@@ -24,10 +24,11 @@ use std::time::Duration;
 const CLASSES: &str = "SBRAD,LVH,LAO/LAE";
 const SPEED: f64 = 4.0;
 /// Largest score difference allowed between the live path and an upload of the same 10 s: both
-/// run the same int8 graph on the same preprocessing; the live samples alone went through the
-/// device's 0.5 uV quantisation, which may move an activation across an int8 rounding step
-/// (measured here: 0). A window 2.5 s off must differ by more (checked, so this can fail).
-const INT8_TOLERANCE: f32 = 1e-3;
+/// run the same int8 graph on the same preprocessing, and LUDB's samples are whole microvolts, so
+/// the device's 0.5 uV quantisation loses nothing (measured here: 0, bit for bit). A window 2.5 s
+/// off must differ by more (checked, so this can fail; the tiny model trained here scores shifted
+/// windows 8e-4 to 3e-3 apart).
+const INT8_TOLERANCE: f32 = 1e-6;
 
 fn train(args: &[&str]) {
     let mut argv = vec!["eknet-train"];
