@@ -49,8 +49,10 @@ fn build() -> DynKernel<MR, NR, i32> {
     .with_packing(PackedI8K4::new(MR), PackedI8K4::new(NR))
     .with_store::<i8>()
     .with_isa(IsaReq::ANY.needing(&[Isa::X86_64Avx2]))
-    // Above tract's AVX2 kernel wherever a caller ranks kernels by preference.
-    .with_boost(|| 10);
+    // Above tract's AVX2 kernel (instruction-set level 2) and below its AVX-VNNI one (level 3)
+    // wherever a caller ranks kernels by preference rather than by tier: a matrix-vector
+    // product, or a product whose n is symbolic.
+    .with_boost(|| linalg::isa::LEVEL_BOOST / 2);
     k.arch = Some(Arch::X86_64);
     k
 }
@@ -59,20 +61,26 @@ fn make() -> Box<dyn MatMatMul> {
     build().mmm()
 }
 
-/// Machines this kernel is the best int8 choice for: AVX2, and no VNNI of either kind (there
-/// tract's `vpdpbusd` kernels are better).
 fn applies(isa: &IsaSet) -> bool {
-    isa.has(Isa::X86_64Avx2) && !isa.has(Isa::X86_64Avx512Vnni) && !isa.has(Isa::X86_64AvxVnni)
+    isa.has(Isa::X86_64Avx2)
 }
 
+/// i32-accumulated products, unless tract has a VNNI or AMX int8 kernel for this machine (its
+/// `vpdpbusd` / `tdpbssd` kernels are better; whether they exist depends on the CPU and on
+/// what tract's build could assemble, so the suitable list is asked, not the CPU). Matrix-vector
+/// products are left to the tiers below, as tract's AVX2 tier leaves them; the preference
+/// ranking that then decides still puts this kernel above tract's AVX2 one.
 fn preferred(
     _isa: &IsaSet,
     acc: DatumType,
     query: &Query,
-    _suitable: &[Suitable],
+    suitable: &[Suitable],
 ) -> Option<&'static str> {
-    // Matrix-vector products keep tract's own choice, as its AVX2 tier does.
-    (acc == DatumType::I32 && query.n != Some(1)).then_some(KERNEL_NAME)
+    let better = suitable.iter().any(|(mmm, _, _)| {
+        let name = mmm.name();
+        name.contains("vnni") || name.contains("amx")
+    });
+    (acc == DatumType::I32 && query.n != Some(1) && !better).then_some(KERNEL_NAME)
 }
 
 inventory::submit! {
@@ -102,7 +110,13 @@ pub fn registered(m: usize, k: usize, n: usize) -> Option<String> {
 }
 
 unsafe fn kernel(ops: &[FusedKerSpec<i32>]) -> isize {
-    // SAFETY: dispatch only runs this kernel on machines offering AVX2 (`with_isa` above).
+    // Dispatch only picks this kernel where its instruction-set view has AVX2, but that view
+    // can be edited (`TRACT_CPU_ISA`): check the CPU itself. A non-zero return is tract's
+    // "kernel failed" error.
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        return 1;
+    }
+    // SAFETY: AVX2 is present.
     unsafe { kernel_avx2(ops) }
 }
 

@@ -43,7 +43,8 @@ impl ElementWiseMiniOp for QuantizeI8 {
     fn eval_out_of_place(&self, t: &Tensor, _out_dt: Option<DatumType>) -> TractResult<Tensor> {
         let plain = t.try_as_plain_ram()?;
         let xs = plain.as_slice::<f32>()?;
-        let mut out = Tensor::zero::<i8>(t.shape())?;
+        // SAFETY: every element is written below (`quantize` covers the whole slice).
+        let mut out = unsafe { Tensor::uninitialized::<i8>(t.shape())? };
         {
             let mut out_plain = out.try_as_plain_ram_mut()?;
             let ys = out_plain.as_slice_mut::<i8>()?;
@@ -117,14 +118,29 @@ unsafe fn quantize_avx2(xs: &[f32], ys: &mut [i8], scale: f32, zero_point: i8) -
     steps * 32
 }
 
-/// Replaces every `QuantizeLinearI8` node of an optimised model with [`QuantizeI8`]. Returns
-/// how many it replaced (0 without AVX2, where tract's op stays).
+/// Replaces every `QuantizeLinearI8` node of an optimised model that quantises an f32 input
+/// with [`QuantizeI8`] (tract's op also takes i32 inputs; those keep it). Returns how many it
+/// replaced (0 without AVX2, where tract's op stays).
 pub fn swap_into(model: &mut TypedModel) -> usize {
     if !std::arch::is_x86_feature_detected!("avx2") {
         return 0;
     }
+    let f32_input: Vec<bool> = model
+        .nodes()
+        .iter()
+        .map(|n| {
+            n.inputs.first().is_some_and(|i| {
+                model
+                    .outlet_fact(*i)
+                    .is_ok_and(|f| f.datum_type == DatumType::F32)
+            })
+        })
+        .collect();
     let mut swapped = 0;
     for node in model.nodes_mut() {
+        if !f32_input[node.id] {
+            continue;
+        }
         let Some(ew) = node.op_as::<ElementWiseOp>() else {
             continue;
         };

@@ -250,12 +250,13 @@ fn qlinear_reference(
     a_scale: f32,
     b_scales: &[f32],
     y_scale: f32,
+    y_zp: i8,
 ) -> Vec<i8> {
     acc.iter()
         .enumerate()
         .map(|(ix, &v)| {
             let s = a_scale * b_scales[if b_scales.len() == 1 { 0 } else { ix % n }] / y_scale;
-            (v as f64 * s as f64).round_ties_even().clamp(-128.0, 127.0) as i8
+            ((v as f64 * s as f64).round_ties_even() + y_zp as f64).clamp(-128.0, 127.0) as i8
         })
         .collect()
 }
@@ -267,12 +268,30 @@ fn qlinear_matmul_requantises_like_the_reference() {
     for &(m, k, n) in &SHAPES {
         let a = rng.i8s(m * k);
         let b = rng.i8s(k * n);
-        let acc = reference(m, k, n, &a, &b);
         let a_scale = 0.02f32;
         // A product of two of these i8 has a spread of about 6,000: y's scale puts two spreads
         // of the sum across the i8 range, so most values land inside and some saturate.
         let y_scale = a_scale * 0.01 * 6000.0 * (k as f32).sqrt() * 2.0 / 127.0;
-        for per_channel in [false, true] {
+        // Zero points 0 (eknet's graphs), then non-zero ones: tract then adds row and column
+        // corrections (and the output's zero point) around the product.
+        for (per_channel, (a_zp, b_zp, y_zp)) in [
+            (false, (0i8, 0i8, 0i8)),
+            (true, (0, 0, 0)),
+            (false, (3, -2, 5)),
+            (true, (-4, 6, -3)),
+        ] {
+            // What the product multiplies: (a - a_zp)(b - b_zp), in i32.
+            let acc: Vec<i32> = (0..m * n)
+                .map(|ix| {
+                    let (i, j) = (ix / n, ix % n);
+                    (0..k)
+                        .map(|l| {
+                            (a[i * k + l] as i32 - a_zp as i32)
+                                * (b[l * n + j] as i32 - b_zp as i32)
+                        })
+                        .sum()
+                })
+                .collect();
             let b_scales: Vec<f32> = if per_channel {
                 (0..n)
                     .map(|j| 0.01 * (1.0 + (j % 5) as f32 * 0.25))
@@ -280,12 +299,12 @@ fn qlinear_matmul_requantises_like_the_reference() {
             } else {
                 vec![0.01]
             };
-            let zp = |name: &str, len: usize| {
+            let zp = |name: &str, len: usize, z: i8| {
                 tensor_proto(
                     name,
                     &if len == 1 { vec![] } else { vec![len] },
                     DataType::Int8,
-                    vec![0; len],
+                    vec![z as u8; len],
                 )
             };
             let scale = |name: &str, v: &[f32]| {
@@ -298,11 +317,11 @@ fn qlinear_matmul_requantises_like_the_reference() {
             };
             let extra = vec![
                 scale("a_scale", &[a_scale]),
-                zp("a_zp", 1),
+                zp("a_zp", 1, a_zp),
                 scale("b_scale", &b_scales),
-                zp("b_zp", b_scales.len()),
+                zp("b_zp", b_scales.len(), b_zp),
                 scale("y_scale", &[y_scale]),
-                zp("y_zp", 1),
+                zp("y_zp", 1, y_zp),
             ];
             let y = run_graph(
                 "QLinearMatMul",
@@ -313,7 +332,7 @@ fn qlinear_matmul_requantises_like_the_reference() {
                 extra,
                 DataType::Int8,
             );
-            let expected = qlinear_reference(&acc, n, a_scale, &b_scales, y_scale);
+            let expected = qlinear_reference(&acc, n, a_scale, &b_scales, y_scale, y_zp);
             let got = y.try_as_plain_ram().unwrap().as_slice::<i8>().unwrap();
             let worst = got
                 .iter()
@@ -324,7 +343,7 @@ fn qlinear_matmul_requantises_like_the_reference() {
             // tract requantises in fixed point: at most one step off the f64 rounding.
             assert!(
                 worst <= 1,
-                "[{m}, {k}] x [{k}, {n}], per channel {per_channel}: off by {worst}"
+                "[{m}, {k}] x [{k}, {n}], per channel {per_channel}, zero points {a_zp} {b_zp} {y_zp}: off by {worst}"
             );
             let saturated = got.iter().filter(|&&v| v == 127 || v == -128).count();
             assert!(saturated < got.len(), "the scale saturates everything");
