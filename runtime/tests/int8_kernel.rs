@@ -10,27 +10,17 @@ use eknet_runtime::tract_onnx::pb;
 use eknet_runtime::tract_onnx::prelude::*;
 use prost::Message;
 
-/// SplitMix64, for reproducible operands.
-struct Rng(u64);
+use eknet_shared::rng::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Any i8, with the extremes -128 and 127 over-represented.
-    fn i8s(&mut self, n: usize) -> Vec<i8> {
-        (0..n)
-            .map(|_| match self.next() % 8 {
-                0 => -128,
-                1 => 127,
-                _ => self.next() as i8,
-            })
-            .collect()
-    }
+/// Any i8, with the extremes -128 and 127 over-represented.
+fn i8s(rng: &mut Rng, n: usize) -> Vec<i8> {
+    (0..n)
+        .map(|_| match rng.next_u64() % 8 {
+            0 => -128,
+            1 => 127,
+            _ => rng.next_u64() as i8,
+        })
+        .collect()
 }
 
 fn tensor_proto(
@@ -79,6 +69,24 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// The graph as an opset-17 model, read and optimised by tract.
+fn optimized(graph: pb::GraphProto) -> TypedModel {
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(model.encode_to_vec()))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+}
+
 /// A one-node graph: `node(a, b, extra...) -> y`. `a` [m, k] is always an input; `b` [k, n] is
 /// an input or a constant (what tract packs ahead of time).
 fn run_graph(
@@ -121,22 +129,7 @@ fn run_graph(
         output: vec![value_info("y", out, &[m, n])],
         ..Default::default()
     };
-    let model = pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(model.encode_to_vec()))
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
+    let plan = optimized(graph).into_runnable().unwrap();
     let a_t = Tensor::from_shape(&[m, k], a).unwrap();
     let mut feed: TVec<TValue> = tvec!(a_t.into());
     if !b_constant {
@@ -193,10 +186,10 @@ fn dispatch_runs_the_eknet_kernel_on_avx2_without_vnni() {
 
 #[test]
 fn matmul_integer_is_exact_for_every_shape_and_operand_kind() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for &(m, k, n) in &SHAPES {
-        let a = rng.i8s(m * k);
-        let b = rng.i8s(k * n);
+        let a = i8s(&mut rng, m * k);
+        let b = i8s(&mut rng, k * n);
         let expected = reference(m, k, n, &a, &b);
         for b_constant in [false, true] {
             let y = run_graph(
@@ -264,10 +257,10 @@ fn qlinear_reference(
 #[test]
 fn qlinear_matmul_requantises_like_the_reference() {
     use pb::tensor_proto::DataType;
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for &(m, k, n) in &SHAPES {
-        let a = rng.i8s(m * k);
-        let b = rng.i8s(k * n);
+        let a = i8s(&mut rng, m * k);
+        let b = i8s(&mut rng, k * n);
         let a_scale = 0.02f32;
         // A product of two of these i8 has a spread of about 6,000: y's scale puts two spreads
         // of the sum across the i8 range, so most values land inside and some saturate.
@@ -369,8 +362,8 @@ fn quantize_probes(scale: f32) -> Vec<f32> {
             v.push((t + d) / scale);
         }
     }
-    let mut rng = Rng(3);
-    v.extend((0..1000).map(|_| ((rng.next() % 20_000) as f32 - 10_000.0) / 37.0 / scale));
+    let mut rng = Rng::new(3);
+    v.extend((0..1000).map(|_| ((rng.next_u64() % 20_000) as f32 - 10_000.0) / 37.0 / scale));
     v
 }
 
@@ -416,22 +409,7 @@ fn swapped_quantize_nodes_give_tracts_own_values() {
         output: vec![value_info("y", DataType::Int8, &[n])],
         ..Default::default()
     };
-    let model = pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    let optimized = || {
-        tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(model.encode_to_vec()))
-            .unwrap()
-            .into_optimized()
-            .unwrap()
-    };
+    let optimized = || optimized(graph.clone());
     let run = |m: TypedModel| {
         let x = Tensor::from_shape(&[n], &xs).unwrap();
         m.into_runnable()

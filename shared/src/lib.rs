@@ -30,6 +30,7 @@ pub mod lead;
 pub mod preprocess;
 pub mod record;
 pub mod resample;
+pub mod rng;
 pub mod time;
 pub mod wfdb;
 
