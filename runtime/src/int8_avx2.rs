@@ -17,8 +17,8 @@
 //!
 //! The fused epilogue (requantisation, bias, stores) follows tract's generic Rust kernel op by
 //! op, on the same tile. A dispatch tier of its own names this kernel for i32-accumulated
-//! products on machines with AVX2 and neither AVX-512 VNNI nor AVX-VNNI; elsewhere tract's own
-//! choice stands. [`registered`] says whether dispatch picks it on this machine.
+//! products on machines with AVX2, unless tract has a VNNI or AMX int8 kernel for the machine
+//! (those stay tract's choice). [`registered`] says whether dispatch picks it on this machine.
 
 use tract_onnx::prelude::DatumType;
 use tract_onnx::tract_core::tract_linalg as linalg;
