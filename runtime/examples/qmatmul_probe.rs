@@ -73,97 +73,7 @@ fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
     let mut inits = vec![];
     let mut nodes = vec![];
     let xdims: Vec<i64> = if rank2 { vec![l, k] } else { vec![1, l, k] };
-    if variant == 5 {
-        inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
-        inits.push(t("z", &[], D::Int8, vec![0]));
-        inits.push(t(
-            "w",
-            &[k, n],
-            D::Int8,
-            (0..k * n).map(|i| (i % 251) as u8).collect(),
-        ));
-        inits.push(t(
-            "sc",
-            &[n],
-            D::Float,
-            (0..n).flat_map(|_| 0.0002f32.to_le_bytes()).collect(),
-        ));
-        nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
-        nodes.push(cast("xq", "x32", 6));
-        nodes.push(cast("w", "w32", 6));
-        nodes.push(node("MatMul", &["x32", "w32"], "acc"));
-        nodes.push(cast("acc", "accf", 1));
-        nodes.push(node("Mul", &["accf", "sc"], "y"));
-    } else if variant >= 2 {
-        let u8a = variant >= 3;
-        inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
-        if u8a {
-            inits.push(t("z", &[], D::Uint8, vec![128]));
-        } else {
-            inits.push(t("z", &[], D::Int8, vec![0]));
-        }
-        inits.push(t("z8", &[], D::Int8, vec![0]));
-        inits.push(t(
-            "w",
-            &[k, n],
-            D::Int8,
-            (0..k * n).map(|i| (i % 251) as u8).collect(),
-        ));
-        inits.push(t("ws", &[], D::Float, 0.01f32.to_le_bytes().to_vec()));
-        inits.push(t("ys", &[], D::Float, 0.5f32.to_le_bytes().to_vec()));
-        inits.push(t(
-            "sc",
-            &[n],
-            D::Float,
-            (0..n).flat_map(|_| 0.0002f32.to_le_bytes()).collect(),
-        ));
-        nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
-        if variant == 3 {
-            nodes.push(node(
-                "QLinearMatMul",
-                &["xq", "xs", "z", "w", "ws", "z8", "ys", "z"],
-                "yq",
-            ));
-            nodes.push(node("DequantizeLinear", &["yq", "ys", "z"], "y"));
-        } else {
-            if u8a {
-                nodes.push(node("MatMulInteger", &["xq", "w", "z", "z8"], "acc"));
-            } else {
-                nodes.push(node("MatMulInteger", &["xq", "w"], "acc"));
-            }
-            nodes.push(cast("acc", "accf", 1));
-            nodes.push(node("Mul", &["accf", "sc"], "y"));
-        }
-    } else if variant == 1 {
-        inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
-        inits.push(t("z", &[], D::Int8, vec![0]));
-        inits.push(t(
-            "w",
-            &[k, n],
-            D::Int8,
-            (0..k * n).map(|i| (i % 251) as u8).collect(),
-        ));
-        if per_channel {
-            inits.push(t(
-                "ws",
-                &[n],
-                D::Float,
-                (0..n).flat_map(|_| 0.01f32.to_le_bytes()).collect(),
-            ));
-            inits.push(t("wz", &[n], D::Int8, vec![0; n as usize]));
-        } else {
-            inits.push(t("ws", &[], D::Float, 0.01f32.to_le_bytes().to_vec()));
-            inits.push(t("wz", &[], D::Int8, vec![0]));
-        }
-        inits.push(t("ys", &[], D::Float, 0.5f32.to_le_bytes().to_vec()));
-        nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
-        nodes.push(node(
-            "QLinearMatMul",
-            &["xq", "xs", "z", "w", "ws", "wz", "ys", "z"],
-            "yq",
-        ));
-        nodes.push(node("DequantizeLinear", &["yq", "ys", "z"], "y"));
-    } else {
+    if variant == 0 {
         inits.push(t(
             "w",
             &[k, n],
@@ -173,6 +83,64 @@ fn model_v(variant: u8, per_channel: bool, rank2: bool) -> Vec<u8> {
                 .collect(),
         ));
         nodes.push(node("MatMul", &["x", "w"], "y"));
+    } else {
+        // Every int8 form: the activation quantised once (u8 with zero point 128 for the u8
+        // forms), the same int8 weights.
+        let u8a = variant == 3 || variant == 4;
+        inits.push(t("xs", &[], D::Float, 0.02f32.to_le_bytes().to_vec()));
+        if u8a {
+            inits.push(t("z", &[], D::Uint8, vec![128]));
+        } else {
+            inits.push(t("z", &[], D::Int8, vec![0]));
+        }
+        inits.push(t(
+            "w",
+            &[k, n],
+            D::Int8,
+            (0..k * n).map(|i| (i % 251) as u8).collect(),
+        ));
+        nodes.push(node("QuantizeLinear", &["x", "xs", "z"], "xq"));
+        let per_channel_scale = |name: &str, v: f32| {
+            t(
+                name,
+                &[n],
+                D::Float,
+                (0..n).flat_map(|_| v.to_le_bytes()).collect(),
+            )
+        };
+        match variant {
+            1 | 3 => {
+                if per_channel && variant == 1 {
+                    inits.push(per_channel_scale("ws", 0.01));
+                    inits.push(t("wz", &[n], D::Int8, vec![0; n as usize]));
+                } else {
+                    inits.push(t("ws", &[], D::Float, 0.01f32.to_le_bytes().to_vec()));
+                    inits.push(t("wz", &[], D::Int8, vec![0]));
+                }
+                inits.push(t("ys", &[], D::Float, 0.5f32.to_le_bytes().to_vec()));
+                nodes.push(node(
+                    "QLinearMatMul",
+                    &["xq", "xs", "z", "w", "ws", "wz", "ys", "z"],
+                    "yq",
+                ));
+                nodes.push(node("DequantizeLinear", &["yq", "ys", "z"], "y"));
+            }
+            _ => {
+                inits.push(per_channel_scale("sc", 0.0002));
+                if variant == 5 {
+                    nodes.push(cast("xq", "x32", 6));
+                    nodes.push(cast("w", "w32", 6));
+                    nodes.push(node("MatMul", &["x32", "w32"], "acc"));
+                } else if u8a {
+                    inits.push(t("wz", &[], D::Int8, vec![0]));
+                    nodes.push(node("MatMulInteger", &["xq", "w", "z", "wz"], "acc"));
+                } else {
+                    nodes.push(node("MatMulInteger", &["xq", "w"], "acc"));
+                }
+                nodes.push(cast("acc", "accf", 1));
+                nodes.push(node("Mul", &["accf", "sc"], "y"));
+            }
+        }
     }
     let mut ydims = xdims.clone();
     *ydims.last_mut().unwrap() = n;

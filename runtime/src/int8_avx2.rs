@@ -101,12 +101,9 @@ inventory::submit! {
 /// The kernel tract's dispatch would run for an i32-accumulated `[m, k] x [k, n]` int8 product
 /// on this machine. [`KERNEL_NAME`] on AVX2 machines without VNNI.
 pub fn registered(m: usize, k: usize, n: usize) -> Option<String> {
-    let query = Query::plain(DatumType::I32, Some(m), Some(k), Some(n));
-    let dispatch = linalg::MmmDispatch::native();
-    let suitable = dispatch.suitable(&query);
-    dispatch
-        .preferred(&query, &suitable)
-        .map(|(mmm, _, _)| mmm.name().to_string())
+    linalg::MmmDispatch::native()
+        .preferred_kernel(DatumType::I32, Some(m), Some(k), Some(n))
+        .map(|mmm| mmm.name().to_string())
 }
 
 unsafe fn kernel(ops: &[FusedKerSpec<i32>]) -> isize {
