@@ -53,6 +53,9 @@ pub fn fixture_bundle(dir: &Path) -> PathBuf {
         norm: NormPlacement::ResPost,
         lead_split: true,
         full_ii_head: false,
+        stem: None,
+        dropout: 0.0,
+        lead_std: 0.02,
     };
     let path = dir.join("fixture.eknet");
     let codes: Vec<String> = FIXTURE_CODES.iter().map(|s| s.to_string()).collect();

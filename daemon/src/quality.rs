@@ -1,12 +1,13 @@
-//! Signal checks on one 10 s window at 500 Hz: heart rate from the R peaks of lead II, and
-//! per-lead quality (flat line, clipping, mains interference, baseline wander) that decides
-//! whether a window may be classified, with a reason a person can read when it may not.
+//! Signal checks on one 10 s window at 500 Hz: heart rate from the R peaks of lead II (the shared
+//! detector, `eknet_shared::rhythm`), and per-lead quality (flat line, clipping, mains
+//! interference, baseline wander) that decides whether a window may be classified, with a reason a
+//! person can read when it may not.
 
 use eknet_shared::Lead;
+use eknet_shared::rhythm::moving_average;
+pub use eknet_shared::rhythm::{RATE_HZ, heart_rate_bpm, r_peaks};
 use serde::Serialize;
 
-/// Sampling rate the checks assume.
-pub const RATE_HZ: f64 = 500.0;
 /// A lead whose peak-to-peak range stays below this (mV) over the window is flat.
 pub const FLAT_MV: f32 = 0.02;
 /// Longest run (s) held at the lead's own extreme value before the lead counts as clipped.
@@ -42,23 +43,6 @@ fn tone_amplitude(x: &[f32], freq_hz: f64) -> f64 {
     }
     let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
     2.0 * power.max(0.0).sqrt() / x.len().max(1) as f64
-}
-
-/// Moving average of width `w` samples (centred, edges shortened).
-fn moving_average(x: &[f32], w: usize) -> Vec<f32> {
-    let half = w / 2;
-    let mut prefix = Vec::with_capacity(x.len() + 1);
-    prefix.push(0.0f64);
-    for &v in x {
-        prefix.push(prefix.last().copied().unwrap_or(0.0) + v as f64);
-    }
-    (0..x.len())
-        .map(|i| {
-            let a = i.saturating_sub(half);
-            let b = (i + half + 1).min(x.len());
-            ((prefix[b] - prefix[a]) / (b - a) as f64) as f32
-        })
-        .collect()
 }
 
 /// The verdict on one lead's 10 s of samples (mV).
@@ -111,65 +95,6 @@ pub fn lead_quality(x: &[f32]) -> LeadQuality {
     LeadQuality::Ok
 }
 
-/// R-peak sample positions in lead II: band-pass by differencing two moving averages
-/// (~5-15 Hz), squared slope, 150 ms integration, threshold at 30 % of the window's robust
-/// maximum, 250 ms refractory period, each peak placed at the largest absolute deviation of the
-/// band-passed signal near the detection.
-pub fn r_peaks(lead_ii: &[f32]) -> Vec<usize> {
-    let n = lead_ii.len();
-    if n < 3 {
-        return Vec::new();
-    }
-    let fast = moving_average(lead_ii, 7); // ~14 ms: keeps QRS, drops high-frequency noise
-    let slow = moving_average(lead_ii, 50); // 100 ms: the slower P/T and baseline
-    let band: Vec<f32> = fast.iter().zip(&slow).map(|(a, b)| a - b).collect();
-    let slope: Vec<f32> = band
-        .windows(2)
-        .map(|w| (w[1] - w[0]).powi(2))
-        .chain([0.0])
-        .collect();
-    let energy = moving_average(&slope, (0.15 * RATE_HZ) as usize);
-    let mut sorted = energy.clone();
-    sorted.sort_by(f32::total_cmp);
-    let robust_max = sorted[(n as f64 * 0.99) as usize];
-    if robust_max <= 0.0 {
-        return Vec::new();
-    }
-    let threshold = 0.3 * robust_max;
-    let refractory = (0.25 * RATE_HZ) as usize;
-    let search = (0.08 * RATE_HZ) as usize;
-    let mut peaks: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < n {
-        if energy[i] > threshold {
-            let a = i.saturating_sub(search);
-            let b = (i + search).min(n);
-            let p = (a..b)
-                .max_by(|&x, &y| band[x].abs().total_cmp(&band[y].abs()))
-                .unwrap_or(i);
-            if peaks.last().is_none_or(|&last| p > last + refractory) {
-                peaks.push(p);
-            }
-            i = p.max(i) + refractory;
-        } else {
-            i += 1;
-        }
-    }
-    peaks
-}
-
-/// Heart rate (beats per minute) from the median R-R interval of lead II, or `None` with fewer
-/// than three beats.
-pub fn heart_rate_bpm(lead_ii: &[f32]) -> Option<f64> {
-    let peaks = r_peaks(lead_ii);
-    if peaks.len() < 3 {
-        return None;
-    }
-    let mut rr: Vec<usize> = peaks.windows(2).map(|w| w[1] - w[0]).collect();
-    rr.sort_unstable();
-    Some(60.0 * RATE_HZ / rr[rr.len() / 2] as f64)
-}
-
 /// Quality of the twelve leads of a window (in [`Lead::ALL`] order), each with its verdict.
 pub fn window_quality(leads: [&[f32]; 12]) -> Vec<(Lead, LeadQuality)> {
     Lead::ALL
@@ -191,15 +116,6 @@ mod tests {
                     + 0.05 * ((i as f64) * 0.01).sin() as f32
             })
             .collect()
-    }
-
-    #[test]
-    fn heart_rate_of_synthetic_beats() {
-        for bpm in [45.0, 72.0, 120.0, 170.0] {
-            let hr = heart_rate_bpm(&synthetic_ecg(bpm)).unwrap();
-            assert!((hr - bpm).abs() < 1.5, "{bpm} bpm measured as {hr}");
-        }
-        assert_eq!(heart_rate_bpm(&[0.0; 5000]), None);
     }
 
     #[test]

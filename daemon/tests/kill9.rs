@@ -63,6 +63,9 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
         norm: NormPlacement::Pre,
         lead_split: false,
         full_ii_head: false,
+        stem: None,
+        dropout: 0.0,
+        lead_std: 0.02,
     };
     let calib: Vec<Vec<f32>> = (1..=3)
         .map(|i| {

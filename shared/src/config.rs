@@ -65,6 +65,39 @@ pub struct StageConfig {
     /// Model shape.
     #[serde(rename = "MODEL")]
     pub model: ModelSection,
+    /// Training-time augmentation (eknet's; absent in the seed's configs, off by default).
+    #[serde(
+        rename = "AUGMENT",
+        default,
+        skip_serializing_if = "AugmentSection::is_off"
+    )]
+    pub augment: AugmentSection,
+}
+
+/// `AUGMENT`: augmentation of each training crop (eknet's section; every key optional, 0 = off).
+/// Drawn per record and epoch with the run's seed; never applied to validation or test.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSection {
+    /// Record-wide gain drawn from `[1 - a, 1 + a]`.
+    pub amplitude_scale: f64,
+    /// Further per-lead gain drawn from `[1 - a, 1 + a]`.
+    pub lead_scale: f64,
+    /// White noise: per record a standard deviation drawn from `[0, noise_mv]` (mV).
+    pub noise_mv: f64,
+    /// Baseline wander: per lead one 0.05-0.5 Hz sinusoid of amplitude up to this (mV).
+    pub baseline_wander_mv: f64,
+    /// Mains hum: 50 or 60 Hz of amplitude up to this (mV), on every lead.
+    pub mains_hum_mv: f64,
+    /// Probability that each lead is zeroed (a lead off).
+    pub lead_dropout: f64,
+}
+
+impl AugmentSection {
+    /// Whether every augmentation is off.
+    pub fn is_off(&self) -> bool {
+        *self == AugmentSection::default()
+    }
 }
 
 /// `DATASET`: split files and folders.
@@ -159,6 +192,32 @@ pub struct OptimSection {
     /// Seed of every random choice (init, shuffling, token drop).
     #[serde(rename = "SEED")]
     pub seed: u64,
+    /// eknet: weigh each class's positives in the stage-2 loss (`balanced`: by negatives /
+    /// positives in the training split, capped at 10) or not (`none`, the seed's).
+    #[serde(default, skip_serializing_if = "ClassWeighting::is_none")]
+    pub class_weighting: ClassWeighting,
+    /// eknet: apply `weight_decay` (AdamW) in stage 2 too; the seed's stage 2 uses Adam without
+    /// decay (false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weight_decay_stage2: bool,
+}
+
+/// How stage 2 weighs the classes' positives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeighting {
+    /// Every label counts the same (the seed's).
+    #[default]
+    None,
+    /// Positives of class k weigh `min(negatives_k / positives_k, 10)`.
+    Balanced,
+}
+
+impl ClassWeighting {
+    /// Whether this is the seed's `none`.
+    pub fn is_none(&self) -> bool {
+        *self == ClassWeighting::None
+    }
 }
 
 /// Training stage.
@@ -274,6 +333,55 @@ pub struct ModelSection {
     /// The paper's optional lead-and-time prediction head in stage 1.
     #[serde(default)]
     pub lead_time_head: bool,
+    /// eknet: how each 50 ms token is made from the signal: `linear` (the seed's one
+    /// `Linear(25 -> D)` per patch) or `conv` (a small convolutional stem over each 2.5 s slot
+    /// that sees the wave shape around the patch).
+    #[serde(default, skip_serializing_if = "TokenEmbedding::is_linear")]
+    pub token_embedding: TokenEmbedding,
+    /// eknet: channels of the `conv` stem's sample-rate layers.
+    #[serde(default = "default_conv_channels")]
+    pub conv_channels: usize,
+    /// eknet: residual dilated convolution blocks of the `conv` stem at token rate (dilations
+    /// 1, 2, 4, ...: each block widens what a token sees).
+    #[serde(default = "default_conv_blocks")]
+    pub conv_blocks: usize,
+    /// eknet: dropout in the encoder and knowledge blocks during training (the seed's: 0).
+    #[serde(default)]
+    pub dropout: f64,
+    /// eknet: standard deviation of the lead knowledge table at initialisation (the seed's: 0.02).
+    #[serde(default = "default_lead_std")]
+    pub lead_knowledge_std: f64,
+}
+
+/// How tokens are embedded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEmbedding {
+    /// One shared `Linear(25 -> D)` per 50 ms patch (the seed's).
+    #[default]
+    Linear,
+    /// A convolutional stem over each slot: three convolutions down to one token per 50 ms,
+    /// then residual dilated convolutions at token rate, then a LayerNorm.
+    Conv,
+}
+
+impl TokenEmbedding {
+    /// Whether this is the seed's linear embedding.
+    pub fn is_linear(&self) -> bool {
+        *self == TokenEmbedding::Linear
+    }
+}
+
+fn default_conv_channels() -> usize {
+    32
+}
+
+fn default_conv_blocks() -> usize {
+    4
+}
+
+fn default_lead_std() -> f64 {
+    0.02
 }
 
 fn default_merging() -> PosMerging {
@@ -410,6 +518,38 @@ impl StageConfig {
         }
         if o.val_every == 0 {
             return fail("OPTIM.VAL_EVERY", "must be at least 1".into());
+        }
+        let a = &self.augment;
+        for (key, v, max) in [
+            ("AUGMENT.amplitude_scale", a.amplitude_scale, 1.0),
+            ("AUGMENT.lead_scale", a.lead_scale, 1.0),
+            ("AUGMENT.noise_mv", a.noise_mv, f64::INFINITY),
+            (
+                "AUGMENT.baseline_wander_mv",
+                a.baseline_wander_mv,
+                f64::INFINITY,
+            ),
+            ("AUGMENT.mains_hum_mv", a.mains_hum_mv, f64::INFINITY),
+            ("AUGMENT.lead_dropout", a.lead_dropout, 1.0),
+        ] {
+            if !(v >= 0.0 && v < max && v.is_finite()) {
+                return fail(key, format!("{v} given; must be in [0, {max})"));
+            }
+        }
+        if !(m.dropout >= 0.0 && m.dropout < 1.0) {
+            return fail(
+                "MODEL.dropout",
+                format!("{} given; must be in [0, 1)", m.dropout),
+            );
+        }
+        if !(m.lead_knowledge_std >= 0.0 && m.lead_knowledge_std.is_finite()) {
+            return fail(
+                "MODEL.lead_knowledge_std",
+                format!("{} given; must be >= 0", m.lead_knowledge_std),
+            );
+        }
+        if m.token_embedding == TokenEmbedding::Conv && m.conv_channels == 0 {
+            return fail("MODEL.conv_channels", "must be at least 1".into());
         }
         if !["EPKnet", "The_EKnet", "EKnet"].contains(&m.mode.as_str()) {
             return fail(

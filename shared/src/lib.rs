@@ -10,6 +10,7 @@
 //! - [`resample`]: an anti-aliased rational resampler (any rate to 500 Hz).
 //! - [`layout`]: the clinical 3x4 format as the model's `[15][1250]` input, token rows and columns.
 //! - [`preprocess`]: the one pipeline from any record to model windows, used by trainer and daemon.
+//! - [`rhythm`]: R peaks, heart rate and R-R irregularity of one lead.
 //! - [`labels`]: PTB-XL SCP statements, SNOMED CT and LUDB text mapped onto them.
 //! - [`config`]: the seed-compatible YAML configs of both training stages.
 //! - [`data`]: where the shared real records live.
@@ -30,6 +31,7 @@ pub mod lead;
 pub mod preprocess;
 pub mod record;
 pub mod resample;
+pub mod rhythm;
 pub mod rng;
 pub mod time;
 pub mod wfdb;

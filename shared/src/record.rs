@@ -15,6 +15,9 @@ pub enum SourceLabel {
     Scp(String),
     /// Free text (LUDB diagnoses).
     Text(String),
+    /// One of the CPSC 2018 challenge's nine class names (`#Dx_CPSC2018:` lines: `Normal`, `AF`,
+    /// `I-AVB`, `LBBB`, `RBBB`, `PAC`, `PVC`, `STD`, `STE`).
+    Cpsc2018(String),
 }
 
 impl std::fmt::Display for SourceLabel {
@@ -23,6 +26,7 @@ impl std::fmt::Display for SourceLabel {
             SourceLabel::Snomed(c) => write!(f, "SNOMED {c}"),
             SourceLabel::Scp(c) => write!(f, "SCP {c}"),
             SourceLabel::Text(t) => write!(f, "text \"{t}\""),
+            SourceLabel::Cpsc2018(c) => write!(f, "CPSC 2018 {c}"),
         }
     }
 }

@@ -2,10 +2,10 @@
 //! of evaluation (stage-2 forward without drop), for any config's model size, on random inputs;
 //! and of reading windows from the decoded-tensor cache, against which the step rates compare.
 
-use crate::data::cache::WindowCache;
+use crate::data::cache::RecordCache;
 use crate::model::{DropPlan, Eknet, EknetConfig, Stage, token_groups};
 use crate::rng::Rng;
-use crate::train::{classify_loss, gather_batch, open_splits, pretrain_loss};
+use crate::train::{classify_loss, open_splits, pretrain_loss, training_batch};
 use anyhow::Result;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
@@ -63,14 +63,16 @@ pub fn model_throughput<B: AutodiffBackend>(
     let labels: Vec<f32> = (0..batch * mcfg.queries())
         .map(|i| (i % 2) as f32)
         .collect();
+    let known = vec![1.0; labels.len()];
+    let weights = vec![1.0; mcfg.queries()];
     let mut times = Vec::new();
     for i in 0..warmup + steps {
         let x = random_batch::<B>(batch, device);
         let plan = DropPlan::draw(&groups, batch, cfg.input.mask_ratio, &mut rng);
         let t = Instant::now();
         let loss = match mcfg.stage {
-            Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on),
-            Stage::Classify => classify_loss(&model, x, &labels, Some(&plan)).0,
+            Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on).0,
+            Stage::Classify => classify_loss(&model, x, &labels, &known, &weights, Some(&plan)).0,
         };
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = opt.step(1e-4, model, grads);
@@ -117,7 +119,8 @@ pub fn model_throughput<B: AutodiffBackend>(
     out
 }
 
-/// Times reading random batches of windows from a config's training cache (built if needed).
+/// Times building random training batches (a random 10 s crop of each record, the config's
+/// augmentation, the 3x4 layout) from a config's training cache (built if needed).
 pub fn cache_throughput(
     cfg: &StageConfig,
     name: &str,
@@ -125,19 +128,21 @@ pub fn cache_throughput(
     steps: usize,
 ) -> Result<Throughput> {
     let splits = open_splits(cfg, None)?;
-    let cache: &WindowCache = &splits.train;
+    let cache: &RecordCache = &splits.train;
     let mut rng = Rng::new(2);
     let mut times = Vec::new();
     for _ in 0..steps.max(1) {
-        let windows: Vec<usize> = (0..batch).map(|_| rng.below(cache.len())).collect();
+        let records: Vec<usize> = (0..batch)
+            .map(|_| rng.below(cache.record_count()))
+            .collect();
         let t = Instant::now();
-        let (x, _) = gather_batch(cache, &windows);
-        std::hint::black_box(&x);
+        let hb = training_batch(cache, &records, true, &cfg.augment, &mut rng);
+        std::hint::black_box(&hb.x);
         times.push(t.elapsed().as_secs_f64());
     }
     let m = median(times);
     Ok(Throughput {
-        what: "cache read (mmap to batch)".into(),
+        what: "training batch (mmap, crop, augment, 3x4)".into(),
         config: name.into(),
         batch,
         median_s: m,

@@ -28,6 +28,9 @@ pub struct EpochLog {
     pub val_loss: Option<f64>,
     /// Validation macro AUC (stage 2), when validated.
     pub val_macro_auc: Option<f64>,
+    /// Validation R^2 = 1 - MSE / E[x^2] (stage 1), when validated.
+    #[serde(default)]
+    pub val_r2: Option<f64>,
     /// Learning rate at the epoch's last step.
     pub lr: f64,
     /// Wall time of the epoch.
@@ -41,7 +44,8 @@ pub struct TrainState {
     pub epochs_done: usize,
     /// Optimiser steps taken.
     pub steps: usize,
-    /// Best validation loss so far.
+    /// Best validation score so far, lower is better: stage 1 the validation loss, stage 2 the
+    /// negated validation macro AUC.
     pub best_val_loss: Option<f64>,
     /// Class names in output order (stage 2).
     pub classes: Vec<String>,

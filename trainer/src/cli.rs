@@ -1,7 +1,10 @@
 //! The `eknet-train` command line: argument definitions (clap) and dispatch to each command.
 
 use crate::bench;
-use crate::data::prepare::{PtbxlPrepare, PtbxlSplit, WfdbPrepare, prepare_ptbxl, prepare_wfdb};
+use crate::data::prepare::{
+    CombinedPrepare, PtbxlPrepare, PtbxlSplit, WfdbPrepare, prepare_combined, prepare_ptbxl,
+    prepare_wfdb,
+};
 use crate::device::{self, DeviceChoice};
 use crate::evaluate::{self, EvalSplit};
 use crate::export;
@@ -53,6 +56,10 @@ pub enum Format {
     Ptbxl,
     /// Folders of WFDB records (LUDB, CinC) with labels harmonised onto SCP statements.
     Wfdb,
+    /// Several sources into one set: PTB-XL folders (split by strat_fold, 9 validation, 10
+    /// test) and WFDB folders (split by record, stratified), each ECG once, no patient on two
+    /// sides, classes a source cannot state marked unknown; --unlabelled folders for stage 1.
+    Combined,
 }
 
 /// Options shared by both training commands.
@@ -133,6 +140,11 @@ pub enum Command {
         /// classes; WFDB, every code with --min-count records.
         #[arg(long, value_delimiter = ',')]
         classes: Option<Vec<String>>,
+        /// Combined: a folder of unlabelled WFDB records (e.g. CODE-15%) for stage 1 only: zero
+        /// padding cut, written to k{fold}_unlabelled.csv and, with the training split, to
+        /// k{fold}_pretrain.csv (repeat for several folders).
+        #[arg(long)]
+        unlabelled: Vec<PathBuf>,
         /// WFDB: stratify the split on the classes (each split gets its share of every class)
         /// instead of cutting one shuffled list.
         #[arg(long)]
@@ -162,6 +174,28 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "test")]
         split: EvalSplit,
         /// Output folder (default: CHECKPOINT/eval_SPLIT).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Bootstrap resamples for the 95 % intervals.
+        #[arg(long, default_value_t = 1000)]
+        bootstrap: usize,
+        /// cpu, or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+    },
+    /// Train the plain 1-D CNN baseline (12 leads x 10 s) with a stage-2 config's split, recipe
+    /// and class weighting, and score it like `evaluate` (thresholds fitted on validation).
+    Baseline {
+        /// The stage-2 config whose data and recipe to use.
+        #[arg(long)]
+        config: PathBuf,
+        /// Epochs (default: the config's NUM_EPOCHS).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Split to report.
+        #[arg(long, value_enum, default_value = "test")]
+        split: EvalSplit,
+        /// Output folder (default: MODEL_SAVE_DIR/TRY_TIME_baseline_cnn).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Bootstrap resamples for the 95 % intervals.
@@ -296,29 +330,43 @@ pub fn run(cli: Cli) -> Result<()> {
             test_fraction,
             min_count,
             classes,
+            unlabelled,
             stratify,
             records100,
             random_split,
             tables,
         } => {
+            if !unlabelled.is_empty() && format != Format::Combined {
+                bail!("--unlabelled needs --format combined");
+            }
+            let harmoniser = || -> Result<Harmoniser> {
+                let tables = match &tables {
+                    Some(t) => t.clone(),
+                    None => data::require_data_dir(&std::env::current_dir()?)
+                        .map_err(anyhow::Error::msg)?,
+                };
+                Ok(Harmoniser::from_data_dir(&tables)?)
+            };
+            let wfdb_opts = WfdbPrepare {
+                fold,
+                seed,
+                val_fraction,
+                test_fraction,
+                min_count,
+                classes: classes.clone(),
+                stratify,
+            };
             let report = match format {
-                Format::Wfdb => {
-                    let tables = match tables {
-                        Some(t) => t,
-                        None => data::require_data_dir(&std::env::current_dir()?)
-                            .map_err(anyhow::Error::msg)?,
+                Format::Wfdb => prepare_wfdb(&input, &out, &harmoniser()?, &wfdb_opts)?,
+                Format::Combined => {
+                    let opts = CombinedPrepare {
+                        split: WfdbPrepare {
+                            stratify: true,
+                            ..wfdb_opts
+                        },
+                        unlabelled,
                     };
-                    let harmoniser = Harmoniser::from_data_dir(&tables)?;
-                    let opts = WfdbPrepare {
-                        fold,
-                        seed,
-                        val_fraction,
-                        test_fraction,
-                        min_count,
-                        classes,
-                        stratify,
-                    };
-                    prepare_wfdb(&input, &out, &harmoniser, &opts)?
+                    prepare_combined(&input, &out, &harmoniser()?, &opts)?
                 }
                 Format::Ptbxl => {
                     let [dir] = input.as_slice() else {
@@ -352,6 +400,28 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             for (name, n) in &report.classes {
                 println!("  class {name:<8} {n} records");
+            }
+            for s in &report.sources {
+                println!(
+                    "  source {:<10} {:<10} found {:>4}, written {:>4}, skipped {:>3}, duplicates {:>2}: train {:>4}, val {:>3}, test {:>3}, stage 1 only {:>3}",
+                    s.name,
+                    s.layout,
+                    s.found,
+                    s.written,
+                    s.skipped,
+                    s.duplicates,
+                    s.train,
+                    s.val,
+                    s.test,
+                    s.unlabelled
+                );
+            }
+            if !report.duplicates.is_empty() {
+                println!(
+                    "  {} duplicate ECGs left out; {} records moved to keep patients on one side",
+                    report.duplicates.len(),
+                    report.moved_for_patient
+                );
             }
             for (path, why) in report.skipped.iter().take(20) {
                 println!("  skipped {path}: {why}");
@@ -388,14 +458,69 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             for c in &report.classes {
                 println!(
-                    "  {:<8} n={:<4} AUC {} F1 {:.3} P {:.3} R {:.3} (t={:.3})",
+                    "  {:<8} n={:<4} of {:<4} AUC {} F1 {:.3} P {:.3} R {:.3} (t={:.3})",
                     c.name,
                     c.support,
+                    c.known,
                     c.auc.map_or("  -   ".to_string(), |a| format!("{a:.3}")),
                     c.f1,
                     c.precision,
                     c.recall,
                     c.threshold
+                );
+            }
+            for r in &report.rules {
+                println!(
+                    "  rule {:<6} {}: AUC {:.3} [{:.3}, {:.3}]; model - rule {:+.3} [{:+.3}, {:+.3}]{}",
+                    r.class,
+                    r.rule,
+                    r.auc.value,
+                    r.auc.low,
+                    r.auc.high,
+                    r.model_minus_rule.value,
+                    r.model_minus_rule.low,
+                    r.model_minus_rule.high,
+                    if r.unmeasured > 0 {
+                        format!(" ({} records unmeasured)", r.unmeasured)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            println!("written to {}", out.display());
+            Ok(())
+        }
+        Command::Baseline {
+            config,
+            epochs,
+            split,
+            out,
+            bootstrap,
+            device,
+        } => {
+            let cfg = StageConfig::load(&config)?;
+            let out = out.unwrap_or_else(|| crate::baseline::default_out(&cfg));
+            let r = with_backend!(device, T, _I, dev => crate::baseline::run::<T>(&cfg, epochs, split, &out, bootstrap, &dev)?);
+            let s = &r.summary;
+            println!(
+                "baseline ({}, {} parameters, best epoch {}), {} split, {} records: macro AUC {:.4} [{:.4}, {:.4}], macro F1 {:.4}",
+                r.model,
+                r.parameters,
+                r.best_epoch,
+                r.split,
+                r.records,
+                s.macro_auc.value,
+                s.macro_auc.low,
+                s.macro_auc.high,
+                s.macro_f1.value
+            );
+            for c in &r.classes {
+                println!(
+                    "  {:<8} n={:<4} of {:<4} AUC {}",
+                    c.name,
+                    c.support,
+                    c.known,
+                    c.auc.map_or("  -   ".to_string(), |a| format!("{a:.3}"))
                 );
             }
             println!("written to {}", out.display());

@@ -1,16 +1,24 @@
 //! `eknet-train evaluate`: a stage-2 checkpoint scored on validation and on the chosen split;
 //! per-class thresholds fitted on validation (max F1) and applied to the split; macro and micro
-//! AUC and F1 with bootstrap 95 % intervals; JSON, CSV and PNG plots (loss curves, ROC curves).
+//! AUC and F1 with bootstrap 95 % intervals; beside each class a trivial rule where one exists
+//! (heart rate for sinus brady/tachycardia, R-R irregularity for atrial fibrillation) on the same
+//! records and resamples, so a model that loses to a rule is visible; JSON, CSV and PNG plots
+//! (loss curves, ROC curves). A checkpoint whose class order differs from the split's is refused.
 
-use crate::checkpoint::recorder;
-use crate::data::cache::WindowCache;
-use crate::metrics::{ClassMetrics, Predictions, Summary, best_f1_threshold, evaluate, roc_curve};
+use crate::checkpoint::{read_state, recorder};
+use crate::data::cache::RecordCache;
+use crate::metrics::{
+    ClassMetrics, Interval, Predictions, Summary, best_f1_threshold, bootstrap_rows, evaluate,
+    percentile_interval, roc_auc, roc_curve,
+};
 use crate::model::{Eknet, EknetConfig, Stage};
 use crate::train::{default_cache_dir, open_splits, predict};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::prelude::*;
+use eknet_shared::Lead;
 use eknet_shared::config::StageConfig;
+use eknet_shared::rhythm::{heart_rate_bpm, rr_irregularity};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -40,9 +48,75 @@ pub struct EvalReport {
     pub classes: Vec<ClassMetrics>,
     /// Bootstrap resamples.
     pub bootstrap_resamples: usize,
+    /// Trivial rules beside the classes that have one.
+    pub rules: Vec<RuleReport>,
 }
 
-fn test_csv(cfg: &StageConfig) -> Result<PathBuf> {
+/// A trivial rule scored on the same records as the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleReport {
+    /// The class.
+    pub class: String,
+    /// What the rule scores by.
+    pub rule: String,
+    /// The rule's AUC with its bootstrap interval.
+    pub auc: Interval,
+    /// The model's AUC minus the rule's, over the same resamples (paired).
+    pub model_minus_rule: Interval,
+    /// Records on which the rule could not measure (fewer than 3-4 beats found); they get the
+    /// median of the measured scores.
+    pub unmeasured: usize,
+}
+
+/// The trivial rule of a class, where one exists: its name and how it scores a 10 s lead II
+/// (higher = more likely present).
+pub fn rule_for(class: &str) -> Option<(&'static str, fn(&[f32]) -> Option<f64>)> {
+    match class {
+        "SBRAD" => Some(("heart rate, lower is more likely", |ii| {
+            heart_rate_bpm(ii).map(|hr| -hr)
+        })),
+        "STACH" => Some(("heart rate, higher is more likely", heart_rate_bpm)),
+        "AFIB" => Some(("R-R irregularity (RMSSD / mean R-R)", rr_irregularity)),
+        _ => None,
+    }
+}
+
+/// The rule's scores on each record's first 10 s window (the window the model scores) and how
+/// many records it could not measure.
+pub fn rule_scores(cache: &RecordCache, rule: fn(&[f32]) -> Option<f64>) -> (Vec<f32>, usize) {
+    let raw: Vec<Option<f64>> = (0..cache.record_count())
+        .map(|r| {
+            let mut ii = Vec::with_capacity(5000);
+            cache.copy_lead(r, Lead::II, 0, 5000, &mut ii);
+            rule(&ii)
+        })
+        .collect();
+    let mut measured: Vec<f64> = raw.iter().flatten().copied().collect();
+    measured.sort_by(f64::total_cmp);
+    let median = measured.get(measured.len() / 2).copied().unwrap_or(0.0);
+    let unmeasured = raw.iter().filter(|v| v.is_none()).count();
+    (
+        raw.iter().map(|v| v.unwrap_or(median) as f32).collect(),
+        unmeasured,
+    )
+}
+
+/// Refuses a checkpoint whose classes (in output order) differ from the split's.
+pub fn check_class_order(dir: &Path, checkpoint: &[String], split: &[String]) -> Result<()> {
+    if checkpoint != split {
+        bail!(
+            "{}: the checkpoint's classes {:?} are not the split's {:?} (in output order): its \
+             scores would be read against the wrong labels; use the split it was trained on",
+            dir.display(),
+            checkpoint,
+            split
+        );
+    }
+    Ok(())
+}
+
+/// The test split of a config: `TEST_CSV`, or `k*_test.csv` beside `TRAIN_CSV`.
+pub fn test_csv(cfg: &StageConfig) -> Result<PathBuf> {
     if let Some(p) = &cfg.dataset.test_csv {
         return Ok(p.clone());
     }
@@ -83,28 +157,37 @@ pub fn run<B: Backend>(
         .load_file(dir.join("model"), &recorder(), device)
         .with_context(|| format!("loading {}", dir.join("model.mpk").display()))?;
     let splits = open_splits(&cfg, None)?;
+    let state = read_state(dir)?;
+    check_class_order(dir, &state.classes, &splits.classes)?;
     let batch = cfg.optim.batch_size.clamp(1, 64);
-    let to_bool = |c: &WindowCache| -> Vec<Vec<bool>> {
-        c.index
-            .labels
-            .iter()
+    let to_bool = |rows: &[Vec<u8>]| -> Vec<Vec<bool>> {
+        rows.iter()
             .map(|l| l.iter().map(|&v| v > 0).collect())
             .collect()
     };
     let val_scores = predict(&model, &splits.val, batch, device);
-    let val_labels = to_bool(&splits.val);
+    let val_labels = to_bool(&splits.val.index.labels);
+    let val_known = to_bool(&splits.val.index.known);
+    let val_preds = Predictions {
+        scores: &val_scores,
+        labels: &val_labels,
+        known: Some(&val_known),
+    };
+    let all_rows: Vec<usize> = (0..val_scores.len()).collect();
     let thresholds: Vec<f32> = (0..splits.classes.len())
         .map(|k| {
-            let s: Vec<f32> = val_scores.iter().map(|r| r[k]).collect();
-            let l: Vec<bool> = val_labels.iter().map(|r| r[k]).collect();
+            let (s, l) = val_preds.column(k, &all_rows);
             best_f1_threshold(&s, &l)
         })
         .collect();
-    let (scores, labels, records) = match split {
+    let test_cache;
+    let (scores, labels, known, records, cache) = match split {
         EvalSplit::Val => (
             val_scores.clone(),
             val_labels.clone(),
+            val_known.clone(),
             splits.val.record_count(),
+            &splits.val,
         ),
         EvalSplit::Test => {
             let path = test_csv(&cfg)?;
@@ -113,26 +196,29 @@ pub fn run<B: Backend>(
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let cache_dir = default_cache_dir(&cfg);
-            let test = WindowCache::open_or_build(
+            test_cache = RecordCache::open_or_build(
                 &path,
                 &cfg.dataset.data_dir,
                 &splits.classes,
                 &cache_dir,
                 &stem,
             )?;
-            if test.is_empty() {
+            if test_cache.is_empty() {
                 bail!("test split {} gave no window", path.display());
             }
             (
-                predict(&model, &test, batch, device),
-                to_bool(&test),
-                test.record_count(),
+                predict(&model, &test_cache, batch, device),
+                to_bool(&test_cache.index.labels),
+                to_bool(&test_cache.index.known),
+                test_cache.record_count(),
+                &test_cache,
             )
         }
     };
     let preds = Predictions {
         scores: &scores,
         labels: &labels,
+        known: Some(&known),
     };
     let (classes, summary) = evaluate(
         &splits.classes,
@@ -141,6 +227,7 @@ pub fn run<B: Backend>(
         resamples,
         cfg.optim.seed,
     );
+    let rules = rules_beside_model(&splits.classes, cache, &preds, resamples, cfg.optim.seed);
     let report = EvalReport {
         checkpoint: dir.display().to_string(),
         split: format!("{split:?}").to_lowercase(),
@@ -149,6 +236,7 @@ pub fn run<B: Backend>(
         summary,
         classes,
         bootstrap_resamples: resamples,
+        rules,
     };
     std::fs::create_dir_all(out)?;
     std::fs::write(
@@ -180,10 +268,57 @@ pub fn run<B: Backend>(
     }
     w.flush()?;
     let history = dir.parent().map(|p| p.join("history.csv"));
-    if let Err(e) = plots(out, &report, &scores, &labels, history.as_deref()) {
+    if let Err(e) = plots(out, &report, &preds, history.as_deref()) {
         eprintln!("note: plots not drawn ({e:#}); metrics.json and per_class.csv are complete");
     }
     Ok(report)
+}
+
+/// Each class's rule, where it has one, scored against the model on the same records and
+/// bootstrap resamples (the evaluation's seed).
+pub fn rules_beside_model(
+    classes: &[String],
+    cache: &RecordCache,
+    preds: &Predictions<'_>,
+    resamples: usize,
+    seed: u64,
+) -> Vec<RuleReport> {
+    let resampled = bootstrap_rows(preds.scores.len(), resamples, seed);
+    let all: Vec<usize> = (0..preds.scores.len()).collect();
+    classes
+        .iter()
+        .enumerate()
+        .filter_map(|(k, class)| {
+            let (name, rule) = rule_for(class)?;
+            let (rule_scores, unmeasured) = rule_scores(cache, rule);
+            let rule_rows: Vec<Vec<f32>> = rule_scores.iter().map(|&v| vec![v; k + 1]).collect();
+            let rule_preds = Predictions {
+                scores: &rule_rows,
+                labels: preds.labels,
+                known: preds.known,
+            };
+            let auc = |p: &Predictions<'_>, rows: &[usize]| {
+                let (s, l) = p.column(k, rows);
+                roc_auc(&s, &l)
+            };
+            let rule_auc = auc(&rule_preds, &all)?;
+            let model_auc = auc(preds, &all)?;
+            let (mut r, mut d) = (Vec::new(), Vec::new());
+            for pick in &resampled {
+                if let (Some(a), Some(m)) = (auc(&rule_preds, pick), auc(preds, pick)) {
+                    r.push(a);
+                    d.push(m - a);
+                }
+            }
+            Some(RuleReport {
+                class: class.clone(),
+                rule: name.into(),
+                auc: percentile_interval(rule_auc, r),
+                model_minus_rule: percentile_interval(model_auc - rule_auc, d),
+                unmeasured,
+            })
+        })
+        .collect()
 }
 
 /// Finds a TrueType font for plot labels: `$EKNET_PLOT_FONT`, else DejaVu Sans.
@@ -204,8 +339,7 @@ fn load_font() -> Result<&'static [u8]> {
 fn plots(
     out: &Path,
     report: &EvalReport,
-    scores: &[Vec<f32>],
-    labels: &[Vec<bool>],
+    preds: &Predictions<'_>,
     history: Option<&Path>,
 ) -> Result<()> {
     use plotters::prelude::*;
@@ -243,8 +377,8 @@ fn plots(
             BLACK.mix(0.3),
         ))?;
         for (i, &k) in order.iter().enumerate() {
-            let s: Vec<f32> = scores.iter().map(|r| r[k]).collect();
-            let l: Vec<bool> = labels.iter().map(|r| r[k]).collect();
+            let rows: Vec<usize> = (0..preds.scores.len()).collect();
+            let (s, l) = preds.column(k, &rows);
             let color = Palette99::pick(i).to_rgba();
             let c = &report.classes[k];
             chart

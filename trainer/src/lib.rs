@@ -4,9 +4,11 @@
 //! - [`inspect`]: a record's summary (leads, rate, metadata, labels and their harmonisation).
 //! - [`data`]: preparing training data (splits, labels) and the decoded-window cache.
 //! - [`model`]: EKnet in burn; [`train`]: both training stages; [`evaluate`], [`metrics`]: scores.
+//! - [`baseline`]: a plain 1-D CNN trained on the same split and recipe, for comparison.
 //! - [`export`]: the hand-written ONNX graphs (f32, int8), calibration, the model bundle, `verify`.
 //! - [`bench`], [`device`], [`checkpoint`], [`rng`]: throughput, backends, checkpoints, seeds.
 
+pub mod baseline;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

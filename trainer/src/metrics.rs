@@ -1,6 +1,7 @@
 //! Classification metrics on scores and 0/1 labels: ROC AUC (rank based, ties averaged), F1,
 //! precision, recall at a threshold, per-class thresholds that maximise F1 on validation, macro
-//! and micro aggregates, and bootstrap 95 % intervals.
+//! and micro aggregates, and bootstrap 95 % intervals. Each class is scored only on the records
+//! whose source states it (`known`).
 
 use crate::rng::Rng;
 use serde::Serialize;
@@ -138,6 +139,11 @@ pub struct ClassMetrics {
     pub recall: f64,
     /// F1 at 0.5 (the seed's fixed threshold).
     pub f1_at_half: f64,
+    /// Records whose source states this class (positives and negatives).
+    #[serde(default)]
+    pub known: usize,
+    /// 95 % bootstrap interval of the AUC (records resampled).
+    pub auc_interval: Option<Interval>,
 }
 
 /// Aggregates with 95 % bootstrap intervals.
@@ -172,11 +178,15 @@ pub struct Predictions<'a> {
     pub scores: &'a [Vec<f32>],
     /// Labels.
     pub labels: &'a [Vec<bool>],
+    /// Which labels are known (`None`: all).
+    pub known: Option<&'a [Vec<bool>]>,
 }
 
 impl Predictions<'_> {
-    fn column(&self, k: usize, rows: &[usize]) -> (Vec<f32>, Vec<bool>) {
+    /// Scores and labels of class `k` on `rows`, leaving out records whose label is unknown.
+    pub fn column(&self, k: usize, rows: &[usize]) -> (Vec<f32>, Vec<bool>) {
         rows.iter()
+            .filter(|&&r| self.known.is_none_or(|kn| kn[r][k]))
             .map(|&r| (self.scores[r][k], self.labels[r][k]))
             .unzip()
     }
@@ -226,50 +236,41 @@ pub fn evaluate(
     seed: u64,
 ) -> (Vec<ClassMetrics>, Summary) {
     let rows: Vec<usize> = (0..preds.scores.len()).collect();
+    let resampled = bootstrap_rows(rows.len(), resamples, seed);
     let per_class = names
         .iter()
         .enumerate()
         .map(|(k, name)| {
             let (s, l) = preds.column(k, &rows);
             let c = Counts::at(&s, &l, thresholds[k]);
+            let auc = roc_auc(&s, &l);
+            let auc_interval = auc.map(|a| {
+                let v = resampled.iter().filter_map(|pick| {
+                    let (s, l) = preds.column(k, pick);
+                    roc_auc(&s, &l)
+                });
+                percentile_interval(a, v.collect())
+            });
             ClassMetrics {
                 name: name.clone(),
                 support: l.iter().filter(|&&x| x).count(),
-                auc: roc_auc(&s, &l),
+                auc,
                 threshold: thresholds[k],
                 f1: c.f1(),
                 precision: c.precision(),
                 recall: c.recall(),
                 f1_at_half: Counts::at(&s, &l, 0.5).f1(),
+                known: l.len(),
+                auc_interval,
             }
         })
         .collect();
     let point = preds.aggregates(&rows, thresholds);
-    let mut rng = Rng::new(seed);
-    let samples: Vec<[f64; 5]> = (0..resamples)
-        .map(|_| {
-            let pick: Vec<usize> = (0..rows.len()).map(|_| rng.below(rows.len())).collect();
-            preds.aggregates(&pick, thresholds)
-        })
+    let samples: Vec<[f64; 5]> = resampled
+        .iter()
+        .map(|pick| preds.aggregates(pick, thresholds))
         .collect();
-    let interval = |m: usize| {
-        let mut v: Vec<f64> = samples
-            .iter()
-            .map(|s| s[m])
-            .filter(|x| x.is_finite())
-            .collect();
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| {
-            v.get(((v.len() as f64 - 1.0) * p).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
-        Interval {
-            value: point[m],
-            low: q(0.025),
-            high: q(0.975),
-        }
-    };
+    let interval = |m: usize| percentile_interval(point[m], samples.iter().map(|s| s[m]).collect());
     let summary = Summary {
         macro_auc: interval(0),
         micro_auc: interval(1),
@@ -278,6 +279,32 @@ pub fn evaluate(
         macro_f1_at_half: interval(4),
     };
     (per_class, summary)
+}
+
+/// `resamples` bootstrap resamples of `n` rows (seeded): the same resamples for every figure of
+/// one evaluation, so paired comparisons (model against rule) see the same records.
+pub fn bootstrap_rows(n: usize, resamples: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = Rng::new(seed);
+    (0..resamples)
+        .map(|_| (0..n).map(|_| rng.below(n)).collect())
+        .collect()
+}
+
+/// The 2.5th and 97.5th percentiles of `samples` (non-finite ones dropped) around `value`.
+pub fn percentile_interval(value: f64, mut samples: Vec<f64>) -> Interval {
+    samples.retain(|x| x.is_finite());
+    samples.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Interval {
+        value,
+        low: q(0.025),
+        high: q(0.975),
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +356,7 @@ mod tests {
         let p = Predictions {
             scores: &scores,
             labels: &labels,
+            known: None,
         };
         let (per, sum) = evaluate(&names, &p, &[0.5, 0.5], 200, 1);
         assert_eq!(per[0].support, 67);
@@ -336,5 +364,17 @@ mod tests {
             sum.macro_auc.low <= sum.macro_auc.value && sum.macro_auc.value <= sum.macro_auc.high
         );
         assert!(sum.macro_auc.value > 0.6 && sum.macro_auc.high < 1.0);
+        let ci = per[0].auc_interval.unwrap();
+        assert!(ci.low < ci.value && ci.value < ci.high);
+        // Unknown labels are left out of their class only.
+        let known: Vec<Vec<bool>> = (0..200).map(|i| vec![i < 100, true]).collect();
+        let p = Predictions {
+            known: Some(&known),
+            ..p
+        };
+        let (per2, _) = evaluate(&names, &p, &[0.5, 0.5], 10, 1);
+        assert_eq!((per2[0].known, per2[1].known), (100, 200));
+        assert_eq!(per2[0].support, 34);
+        assert_eq!(per2[1].auc, per[1].auc);
     }
 }

@@ -1,22 +1,24 @@
-//! Both training stages: data from the decoded-tensor cache, token drop drawn on the host, AdamW
-//! with decay only on linear weights, linear warm-up then cosine per step, validation and
-//! checkpoints every `VAL_EVERY` epochs, resume from the last checkpoint, the seed's epoch lines.
+//! Both training stages: data from the decoded-record cache (a random 10 s crop of each record per
+//! epoch, augmented on the host), token drop drawn on the host, AdamW with decay only on linear
+//! weights, linear warm-up then cosine per step, validation and checkpoints every `VAL_EVERY`
+//! epochs (stage 1: MSE and R^2 on held-out records; stage 2: loss and macro AUC over the labels
+//! each record's source states), resume from the last checkpoint, the seed's epoch lines.
 
 use crate::checkpoint::{self, CopyReport, EpochLog, TrainState, recorder};
-use crate::data::cache::{WINDOW_VALUES, WindowCache};
+use crate::data::augment::augment;
+use crate::data::cache::{RecordCache, WINDOW_VALUES, layout_3x4};
 use crate::data::split::read_distribution;
 use crate::metrics::roc_auc;
 use crate::model::{DropPlan, Eknet, EknetConfig, Stage, scores, token_groups};
 use crate::rng::Rng;
 use anyhow::{Context, Result, bail};
 use burn::module::{AutodiffModule, Module, ParamId};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
-use eknet_shared::config::{LossOn, ModeStage, StageConfig};
-use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT};
+use eknet_shared::config::{AugmentSection, ClassWeighting, LossOn, ModeStage, StageConfig};
+use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT, WINDOW_SAMPLES};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -60,14 +62,14 @@ pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64, floor: f64) ->
     floor + 0.5 * (peak - floor) * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
-/// The decoded-tensor caches of a config's splits.
+/// The decoded-record caches of a config's splits.
 pub struct Splits {
     /// Class names in output order.
     pub classes: Vec<String>,
-    /// Training windows.
-    pub train: WindowCache,
-    /// Validation windows.
-    pub val: WindowCache,
+    /// Training records.
+    pub train: RecordCache,
+    /// Validation records.
+    pub val: RecordCache,
 }
 
 /// Where a config's decoded windows are cached by default: `cache/` beside the training split.
@@ -93,14 +95,14 @@ pub fn open_splits(cfg: &StageConfig, cache_dir: Option<&Path>) -> Result<Splits
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let train = WindowCache::open_or_build(
+    let train = RecordCache::open_or_build(
         &cfg.dataset.train_csv,
         &cfg.dataset.data_dir,
         &classes,
         &dir,
         &stem(&cfg.dataset.train_csv),
     )?;
-    let val = WindowCache::open_or_build(
+    let val = RecordCache::open_or_build(
         &cfg.dataset.val_csv,
         &cfg.dataset.data_dir,
         &classes,
@@ -126,15 +128,100 @@ pub fn open_splits(cfg: &StageConfig, cache_dir: Option<&Path>) -> Result<Splits
     })
 }
 
-/// A batch: `[b, 15, 1250]` inputs and `[b, K]` 0/1 labels (host memory).
-pub fn gather_batch(cache: &WindowCache, windows: &[usize]) -> (Vec<f32>, Vec<f32>) {
-    let mut x = Vec::with_capacity(windows.len() * WINDOW_VALUES);
-    let mut y = Vec::new();
-    for &w in windows {
-        cache.copy_window(w, &mut x);
-        y.extend(cache.labels_of_window(w));
+/// A batch in host memory: `[b, 15, 1250]` inputs, `[b, K]` 0/1 labels and `[b, K]` 1/0 marks
+/// of which labels are known.
+#[derive(Debug, Clone, Default)]
+pub struct HostBatch {
+    /// Inputs.
+    pub x: Vec<f32>,
+    /// Labels.
+    pub y: Vec<f32>,
+    /// Known labels.
+    pub known: Vec<f32>,
+}
+
+/// Each record's first 10 s window, as evaluation and the bedside see it.
+pub fn gather_batch(cache: &RecordCache, records: &[usize]) -> HostBatch {
+    let mut b = HostBatch {
+        x: Vec::with_capacity(records.len() * WINDOW_VALUES),
+        ..HostBatch::default()
+    };
+    for &r in records {
+        cache.copy_window(r, 0, &mut b.x);
+        b.y.extend(cache.labels(r));
+        b.known.extend(cache.known(r));
     }
-    (x, y)
+    b
+}
+
+/// A training batch: per record a 10 s crop at a random offset (when `random_crop`; else the
+/// first), augmented by `aug`, laid out in 3x4.
+pub fn training_batch(
+    cache: &RecordCache,
+    records: &[usize],
+    random_crop: bool,
+    aug: &AugmentSection,
+    rng: &mut Rng,
+) -> HostBatch {
+    let mut b = HostBatch {
+        x: Vec::with_capacity(records.len() * WINDOW_VALUES),
+        ..HostBatch::default()
+    };
+    for &r in records {
+        let leads = training_crop(cache, r, random_crop, aug, rng);
+        b.x.extend(layout_3x4(&leads));
+        b.y.extend(cache.labels(r));
+        b.known.extend(cache.known(r));
+    }
+    b
+}
+
+/// One training crop of record `r`: its twelve leads over 10 s from a random offset (when
+/// `random_crop`; else the first), augmented by `aug`.
+pub fn training_crop(
+    cache: &RecordCache,
+    r: usize,
+    random_crop: bool,
+    aug: &AugmentSection,
+    rng: &mut Rng,
+) -> [Vec<f32>; 12] {
+    let spare = cache.len_samples(r) - WINDOW_SAMPLES;
+    let start = if random_crop && spare > 0 {
+        rng.below(spare + 1)
+    } else {
+        0
+    };
+    let mut leads = cache.leads_10s(r, start);
+    augment(&mut leads, aug, rng);
+    leads
+}
+
+/// Per-class weights of positive labels: 1 (`none`), or negatives / positives among the training
+/// records whose source states the class, capped at 10 (`balanced`).
+pub fn class_weights(cache: &RecordCache, weighting: ClassWeighting) -> Vec<f32> {
+    let k = cache.index.classes.len();
+    if weighting == ClassWeighting::None {
+        return vec![1.0; k];
+    }
+    (0..k)
+        .map(|c| {
+            let (mut pos, mut neg) = (0usize, 0usize);
+            for (l, kn) in cache.index.labels.iter().zip(&cache.index.known) {
+                if kn[c] == 1 {
+                    if l[c] == 1 {
+                        pos += 1;
+                    } else {
+                        neg += 1;
+                    }
+                }
+            }
+            if pos == 0 {
+                1.0
+            } else {
+                (neg as f32 / pos as f32).clamp(1.0, 10.0)
+            }
+        })
+        .collect()
 }
 
 /// Host batch to a tensor.
@@ -146,21 +233,23 @@ pub fn to_tensor<B: Backend>(x: Vec<f32>, batch: usize, device: &B::Device) -> T
 }
 
 /// Stage-1 loss: mean squared error against the whole undropped input, or only over the samples of
-/// dropped tokens (`loss_on: masked`).
+/// dropped tokens (`loss_on: masked`). Also returns the mean of `x^2` over the same samples, so
+/// `1 - loss / energy` is R^2 (0 = no better than predicting zeros).
 pub fn pretrain_loss<B: Backend>(
     model: &Eknet<B>,
     x: Tensor<B, 3>,
     plan: &DropPlan,
     loss_on: LossOn,
-) -> Tensor<B, 1> {
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let b = x.dims()[0];
     let rec = model
         .forward(x.clone(), Some(plan))
         .reconstruction
         .expect("stage-1 model has a reconstruction head");
+    let energy = x.clone().powi_scalar(2);
     let sq = (rec - x).powi_scalar(2);
     match loss_on {
-        LossOn::All => sq.mean(),
+        LossOn::All => (sq.mean(), energy.mean()),
         LossOn::Masked => {
             let m = Tensor::<B, 2>::from_data(
                 TensorData::new(plan.dropped_mask(b), [b, TOKEN_COUNT]),
@@ -170,29 +259,57 @@ pub fn pretrain_loss<B: Backend>(
             .repeat_dim(3, 25)
             .reshape([b, SLOT_COUNT, SLOT_SAMPLES]);
             let denom = m.clone().sum().clamp_min(1.0);
-            (sq * m).sum() / denom
+            (
+                (sq * m.clone()).sum() / denom.clone(),
+                (energy * m).sum() / denom,
+            )
         }
     }
 }
 
-/// Stage-2 loss: mean 2-way cross-entropy over classes and samples.
+/// Stage-2 loss: 2-way cross-entropy per class and sample, over the labels that are known
+/// (`known` 1), each positive weighted by its class's `pos_weight`, averaged over the weights.
+/// With every label known and unit weights this is the seed's plain mean.
 pub fn classify_loss<B: Backend>(
     model: &Eknet<B>,
     x: Tensor<B, 3>,
     y: &[f32],
+    known: &[f32],
+    pos_weight: &[f32],
     plan: Option<&DropPlan>,
 ) -> (Tensor<B, 1>, Tensor<B, 3>) {
     let logits = model
         .forward(x, plan)
         .logits
         .expect("stage-2 model has class heads");
+    (
+        masked_cross_entropy(logits.clone(), y, known, pos_weight),
+        logits,
+    )
+}
+
+/// The weighted, masked two-way cross-entropy of `[b, K, 2]` logits (see [`classify_loss`]).
+pub fn masked_cross_entropy<B: Backend>(
+    logits: Tensor<B, 3>,
+    y: &[f32],
+    known: &[f32],
+    pos_weight: &[f32],
+) -> Tensor<B, 1> {
     let [b, k, _] = logits.dims();
-    let targets: Vec<i64> = y.iter().map(|&v| v as i64).collect();
-    let t = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [b * k]), &logits.device());
-    let loss = CrossEntropyLossConfig::new()
-        .init(&logits.device())
-        .forward(logits.clone().reshape([b * k, 2]), t);
-    (loss, logits)
+    let device = logits.device();
+    let weights: Vec<f32> = (0..b * k)
+        .map(|i| {
+            let w = if y[i] > 0.5 { pos_weight[i % k] } else { 1.0 };
+            w * known[i]
+        })
+        .collect();
+    let total: f32 = weights.iter().sum();
+    let onehot: Vec<f32> = y.iter().flat_map(|&v| [1.0 - v, v]).collect();
+    let logp = burn::tensor::activation::log_softmax(logits, 2); // [b, k, 2]
+    let target = Tensor::<B, 3>::from_data(TensorData::new(onehot, [b, k, 2]), &device);
+    let w = Tensor::<B, 2>::from_data(TensorData::new(weights, [b, k]), &device);
+    let nll = (logp * target).sum_dim(2).reshape([b, k]).neg(); // [b, k]
+    (nll * w).sum() / f64::from(total.max(1e-6))
 }
 
 /// Parameter ids that get weight decay (linear-layer and class-head weights) and those that do
@@ -210,7 +327,8 @@ pub fn decay_split<B: Backend>(model: &Eknet<B>) -> (Vec<ParamId>, Vec<ParamId>)
     (decay, plain)
 }
 
-fn seed_for(seed: u64, epoch: usize, salt: u64) -> u64 {
+/// The seed of one epoch's (or validation's, `epoch` 0) random choices.
+pub fn seed_for(seed: u64, epoch: usize, salt: u64) -> u64 {
     seed ^ ((epoch as u64) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -299,6 +417,7 @@ pub fn train<B: AutodiffBackend>(
     let mut model = Eknet::<B>::new(&mcfg, device);
     let (betas, wd) = match stage {
         Stage::Pretrain => ((0.9, 0.95), o.weight_decay as f32),
+        Stage::Classify if o.weight_decay_stage2 => ((0.9, 0.999), o.weight_decay as f32),
         Stage::Classify => ((0.9, 0.999), 0.0),
     };
     let adam = |decay: f32| {
@@ -362,14 +481,14 @@ pub fn train<B: AutodiffBackend>(
     }
     let (decay_ids, plain_ids) = decay_split(&model);
 
-    let by_record = splits.train.windows_by_record();
-    let val_by_record = splits.val.windows_by_record();
-    let batch = o.batch_size.min(by_record.len()).max(1);
-    let steps_per_epoch = by_record.len().div_ceil(batch);
+    let n_train = splits.train.record_count();
+    let batch = o.batch_size.min(n_train).max(1);
+    let steps_per_epoch = n_train.div_ceil(batch);
     let total = o.num_epochs * steps_per_epoch;
     let warmup = (o.warmup_epochs * steps_per_epoch).min(total);
     let groups = token_groups(mcfg.lead_split);
     let ratio = cfg.input.mask_ratio;
+    let pos_weight = class_weights(&splits.train, o.class_weighting);
     let end = match opts.stop_after {
         Some(n) => (state.epochs_done + n).min(o.num_epochs),
         None => o.num_epochs,
@@ -377,7 +496,7 @@ pub fn train<B: AutodiffBackend>(
     for epoch in state.epochs_done + 1..=end {
         let started = Instant::now();
         let mut rng = Rng::new(seed_for(o.seed, epoch, 1));
-        let mut order: Vec<usize> = (0..by_record.len()).collect();
+        let mut order: Vec<usize> = (0..n_train).collect();
         rng.shuffle(&mut order);
         let bar = if opts.quiet {
             indicatif::ProgressBar::hidden()
@@ -386,24 +505,21 @@ pub fn train<B: AutodiffBackend>(
         };
         let (mut loss_sum, mut lr) = (0.0, 0.0);
         for chunk in order.chunks(batch) {
-            let windows: Vec<usize> = chunk
-                .iter()
-                .map(|&r| {
-                    let w = &by_record[r];
-                    if cfg.input.random_window {
-                        w[rng.below(w.len())]
-                    } else {
-                        w[0]
-                    }
-                })
-                .collect();
-            let (xv, yv) = gather_batch(&splits.train, &windows);
-            let b = windows.len();
-            let x = to_tensor::<B>(xv, b, device);
+            let hb = training_batch(
+                &splits.train,
+                chunk,
+                cfg.input.random_window,
+                &cfg.augment,
+                &mut rng,
+            );
+            let b = chunk.len();
+            let x = to_tensor::<B>(hb.x, b, device);
             let plan = DropPlan::draw(&groups, b, ratio, &mut rng);
             let loss = match stage {
-                Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on),
-                Stage::Classify => classify_loss(&model, x, &yv, Some(&plan)).0,
+                Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on).0,
+                Stage::Classify => {
+                    classify_loss(&model, x, &hb.y, &hb.known, &pos_weight, Some(&plan)).0
+                }
             };
             let value: f64 = loss.clone().into_scalar().elem::<f64>();
             if !value.is_finite() {
@@ -420,36 +536,55 @@ pub fn train<B: AutodiffBackend>(
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let train_loss = loss_sum / by_record.len() as f64;
+        let train_loss = loss_sum / n_train as f64;
         let validate = epoch % o.val_every == 0 || epoch == o.num_epochs;
-        let (val_loss, val_auc) = if validate {
-            let (l, a) =
-                validate_epoch(&model.valid(), &splits, &val_by_record, stage, cfg, &groups)?;
-            (Some(l), a)
+        let val = if validate {
+            Some(validate_epoch(
+                &model.valid(),
+                &splits,
+                stage,
+                cfg,
+                &groups,
+                &pos_weight,
+            )?)
         } else {
-            (None, None)
+            None
         };
         let seconds = started.elapsed().as_secs_f64();
         state.epochs_done = epoch;
+        let val_loss = val.as_ref().map(|v| v.loss);
         state.history.push(EpochLog {
             epoch,
             train_loss,
             val_loss,
-            val_macro_auc: val_auc,
+            val_macro_auc: val.as_ref().and_then(|v| v.macro_auc),
+            val_r2: val.as_ref().and_then(|v| v.r2),
             lr,
             seconds,
         });
         let val_text = val_loss.map_or("-".to_string(), |v| format!("{v:.6}"));
-        let auc_text = val_auc.map_or(String::new(), |a| format!(" val macro AUC: {a:.4}"));
+        let extra = match &val {
+            Some(Validation {
+                macro_auc: Some(a), ..
+            }) => format!(" val macro AUC: {a:.4}"),
+            Some(Validation { r2: Some(r), .. }) => format!(" val R2: {r:.4}"),
+            _ => String::new(),
+        };
         println!(
-            "Epoch: {epoch} Time: {seconds:.1}s train Loss: {train_loss:.6} val loss: {val_text}{auc_text} LearningRate {lr:.8}"
+            "Epoch: {epoch} Time: {seconds:.1}s train Loss: {train_loss:.6} val loss: {val_text}{extra} LearningRate {lr:.8}"
         );
         // Checkpoint at every validation, and when this invocation stops early, so no
-        // finished epoch is lost.
+        // finished epoch is lost. Stage 2's best checkpoint is the one with the best validation
+        // macro AUC (its loss mixes classes of very different prevalence); stage 1's the lowest
+        // validation loss.
         if validate || epoch == end {
-            let improved = val_loss.is_some_and(|v| state.best_val_loss.is_none_or(|b| v < b));
+            let score = match stage {
+                Stage::Classify => val.as_ref().and_then(|v| v.macro_auc).map(|a| -a),
+                Stage::Pretrain => val_loss,
+            };
+            let improved = score.is_some_and(|v| state.best_val_loss.is_none_or(|b| v < b));
             if improved {
-                state.best_val_loss = val_loss;
+                state.best_val_loss = score;
                 save_checkpoint(
                     &run.join("best"),
                     &model,
@@ -477,6 +612,7 @@ fn write_history(run: &Path, state: &TrainState) -> Result<()> {
         "train_loss",
         "val_loss",
         "val_macro_auc",
+        "val_r2",
         "lr",
         "seconds",
     ])?;
@@ -487,6 +623,7 @@ fn write_history(run: &Path, state: &TrainState) -> Result<()> {
             h.train_loss.to_string(),
             opt(h.val_loss),
             opt(h.val_macro_auc),
+            opt(h.val_r2),
             h.lr.to_string(),
             h.seconds.to_string(),
         ])?;
@@ -509,20 +646,16 @@ fn score_rows<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
 /// Scores `[record][class]` of a stage-2 model on each record's first window, in batches.
 pub fn predict<B: Backend>(
     model: &Eknet<B>,
-    cache: &WindowCache,
+    cache: &RecordCache,
     batch: usize,
     device: &B::Device,
 ) -> Vec<Vec<f32>> {
-    let firsts: Vec<usize> = cache
-        .windows_by_record()
-        .into_iter()
-        .filter_map(|w| w.first().copied())
-        .collect();
-    let mut out = Vec::with_capacity(firsts.len());
-    for chunk in firsts.chunks(batch.max(1)) {
-        let (xv, _) = gather_batch(cache, chunk);
+    let records: Vec<usize> = (0..cache.record_count()).collect();
+    let mut out = Vec::with_capacity(records.len());
+    for chunk in records.chunks(batch.max(1)) {
+        let hb = gather_batch(cache, chunk);
         let logits = model
-            .forward(to_tensor::<B>(xv, chunk.len(), device), None)
+            .forward(to_tensor::<B>(hb.x, chunk.len(), device), None)
             .logits
             .expect("stage-2 model");
         out.extend(score_rows(logits));
@@ -530,60 +663,91 @@ pub fn predict<B: Backend>(
     out
 }
 
+/// Macro AUC over the classes that have both outcomes among the records whose label is known.
+pub fn macro_auc_known(scores: &[Vec<f32>], labels: &[Vec<bool>], known: &[Vec<bool>]) -> f64 {
+    let k = scores.first().map_or(0, Vec::len);
+    let aucs: Vec<f64> = (0..k)
+        .filter_map(|c| {
+            let rows: Vec<usize> = (0..scores.len()).filter(|&r| known[r][c]).collect();
+            let s: Vec<f32> = rows.iter().map(|&r| scores[r][c]).collect();
+            let l: Vec<bool> = rows.iter().map(|&r| labels[r][c]).collect();
+            roc_auc(&s, &l)
+        })
+        .collect();
+    if aucs.is_empty() {
+        f64::NAN
+    } else {
+        aucs.iter().sum::<f64>() / aucs.len() as f64
+    }
+}
+
+/// One validation pass.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    /// Loss (stage 1: MSE; stage 2: the training loss without drop).
+    pub loss: f64,
+    /// Stage 1: `1 - MSE / E[x^2]`.
+    pub r2: Option<f64>,
+    /// Stage 2: macro AUC over known labels.
+    pub macro_auc: Option<f64>,
+}
+
 fn validate_epoch<B: Backend>(
     model: &Eknet<B>,
     splits: &Splits,
-    val_by_record: &[Vec<usize>],
     stage: Stage,
     cfg: &StageConfig,
     groups: &[Vec<usize>],
-) -> Result<(f64, Option<f64>)> {
+    pos_weight: &[f32],
+) -> Result<Validation> {
     let device = model.queries.val().device();
     let batch = cfg.optim.batch_size.max(1);
-    let firsts: Vec<usize> = val_by_record
-        .iter()
-        .filter_map(|w| w.first().copied())
-        .collect();
+    let records: Vec<usize> = (0..splits.val.record_count()).collect();
     // Stage 1 validates with the training drop ratio (as the release), from a fixed seed so
     // every validation sees the same drops.
     let mut rng = Rng::new(seed_for(cfg.optim.seed, 0, 2));
-    let mut loss_sum = 0.0;
+    let (mut loss_sum, mut energy_sum) = (0.0, 0.0);
     let mut all_scores: Vec<Vec<f32>> = Vec::new();
     let mut all_labels: Vec<Vec<bool>> = Vec::new();
-    for chunk in firsts.chunks(batch) {
-        let (xv, yv) = gather_batch(&splits.val, chunk);
+    let mut all_known: Vec<Vec<bool>> = Vec::new();
+    for chunk in records.chunks(batch) {
+        let hb = gather_batch(&splits.val, chunk);
         let b = chunk.len();
-        let x = to_tensor::<B>(xv, b, &device);
+        let x = to_tensor::<B>(hb.x, b, &device);
         let loss = match stage {
             Stage::Pretrain => {
                 let plan = DropPlan::draw(groups, b, cfg.input.mask_ratio, &mut rng);
-                pretrain_loss(model, x, &plan, cfg.model.loss_on)
+                let (loss, energy) = pretrain_loss(model, x, &plan, cfg.model.loss_on);
+                energy_sum += energy.into_scalar().elem::<f64>() * b as f64;
+                loss
             }
             Stage::Classify => {
-                let (loss, logits) = classify_loss(model, x, &yv, None);
+                let (loss, logits) = classify_loss(model, x, &hb.y, &hb.known, pos_weight, None);
                 let k = logits.dims()[1];
                 all_scores.extend(score_rows(logits));
-                all_labels.extend(yv.chunks(k).map(|c| c.iter().map(|&v| v > 0.5).collect()));
+                all_labels.extend(hb.y.chunks(k).map(|c| c.iter().map(|&v| v > 0.5).collect()));
+                all_known.extend(
+                    hb.known
+                        .chunks(k)
+                        .map(|c| c.iter().map(|&v| v > 0.5).collect()),
+                );
                 loss
             }
         };
         loss_sum += loss.into_scalar().elem::<f64>() * b as f64;
     }
-    let val_loss = loss_sum / firsts.len().max(1) as f64;
-    let auc = (stage == Stage::Classify).then(|| {
-        let k = splits.classes.len();
-        let aucs: Vec<f64> = (0..k)
-            .filter_map(|c| {
-                let s: Vec<f32> = all_scores.iter().map(|r| r[c]).collect();
-                let l: Vec<bool> = all_labels.iter().map(|r| r[c]).collect();
-                roc_auc(&s, &l)
-            })
-            .collect();
-        if aucs.is_empty() {
-            f64::NAN
-        } else {
-            aucs.iter().sum::<f64>() / aucs.len() as f64
-        }
-    });
-    Ok((val_loss, auc))
+    let n = records.len().max(1) as f64;
+    let loss = loss_sum / n;
+    Ok(match stage {
+        Stage::Pretrain => Validation {
+            loss,
+            r2: Some(1.0 - loss_sum / energy_sum.max(1e-12)),
+            macro_auc: None,
+        },
+        Stage::Classify => Validation {
+            loss,
+            r2: None,
+            macro_auc: Some(macro_auc_known(&all_scores, &all_labels, &all_known)),
+        },
+    })
 }

@@ -52,6 +52,9 @@ fn tiny(merging: PosMerging, norm: NormPlacement, lead_split: bool, classes: usi
         norm,
         lead_split,
         full_ii_head: false,
+        stem: None,
+        dropout: 0.0,
+        lead_std: 0.02,
     }
 }
 
@@ -119,6 +122,65 @@ fn f32_graph_matches_burn_on_real_records_in_every_variant() {
             }
         }
     }
+}
+
+#[test]
+fn the_convolutional_token_stem_exports_exactly_in_f32_and_closely_in_int8() {
+    let windows = ludb_windows([3, 42, 101, 150].into_iter());
+    let device = Default::default();
+    <Cpu as Backend>::seed(&device, 11);
+    let cfg = EknetConfig {
+        stem: Some((8, 4)),
+        ..tiny(PosMerging::ConcatMlp, NormPlacement::Pre, true, 3)
+    };
+    let model = Eknet::<Cpu>::new(&cfg, &device);
+    let w = weights_of(&model);
+    assert!(w.tensors.contains_key("embed.stem.blocks.3.weight"));
+    assert!(!w.tensors.contains_key("embed.patch_embed.weight"));
+    let g = build(&cfg, &w, Lowering::F32).unwrap();
+    let c = Classifier::from_onnx(&encode(&g), "test", Precision::F32, Some(3), 1).unwrap();
+    let (bs, ba) = burn_forward(&model, &windows);
+    let (mut ts, mut ta) = (Vec::new(), Vec::new());
+    for win in &windows {
+        let out = c.classify(win).unwrap();
+        ts.push(out.scores);
+        ta.push(out.attention);
+    }
+    let (ds, da) = (max_abs(&ts, &bs), max_abs(&ta, &ba));
+    assert!(
+        ds <= 1e-4 && da <= 1e-4,
+        "stem graph vs burn: scores {ds}, attention {da}"
+    );
+    let spread = ts.iter().map(|r| r[0]).fold(f32::NEG_INFINITY, f32::max)
+        - ts.iter().map(|r| r[0]).fold(f32::INFINITY, f32::min);
+    assert!(spread > 1e-6, "scores do not vary over records");
+    // int8: the stem's products after its first layer are integer products too.
+    let graphs = build_graphs(&cfg, &w, &ludb_windows(1..=12)).unwrap();
+    let proto = pb::ModelProto::decode(graphs.int8_onnx.as_slice()).unwrap();
+    let graph = proto.graph.unwrap();
+    let int8_names: Vec<&str> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "MatMulInteger")
+        .map(|n| n.name.as_str())
+        .collect();
+    for stem_layer in ["stem.l2.acc", "stem.l3.acc", "stem.block3.acc"] {
+        assert!(
+            int8_names.contains(&stem_layer),
+            "{stem_layer} in {int8_names:?}"
+        );
+    }
+    assert!(
+        !int8_names.contains(&"stem.l1.acc"),
+        "the first layer reads mV in f32"
+    );
+    let q = Classifier::from_onnx(&graphs.int8_onnx, "test", Precision::Int8, Some(3), 1).unwrap();
+    let qs: Vec<Vec<f32>> = windows
+        .iter()
+        .map(|w| q.classify(w).unwrap().scores)
+        .collect();
+    let dq = max_abs(&qs, &ts);
+    assert!(dq < 0.05, "int8 stem graph vs f32: {dq}");
 }
 
 #[test]

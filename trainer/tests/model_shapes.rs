@@ -29,6 +29,9 @@ fn tiny(
         norm,
         lead_split,
         full_ii_head: full_ii,
+        stem: None,
+        dropout: 0.0,
+        lead_std: 0.02,
     }
 }
 

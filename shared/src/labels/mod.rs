@@ -1,7 +1,8 @@
 //! Label vocabularies and harmonisation: PTB-XL's SCP statements are the common vocabulary;
-//! CinC SNOMED CT codes and LUDB text diagnoses are mapped onto them by curated tables. A label
-//! without a mapping is reported with its reason, never silently dropped.
+//! CinC SNOMED CT codes, CPSC 2018 class names and LUDB text diagnoses are mapped onto them by
+//! curated tables. A label without a mapping is reported with its reason, never silently dropped.
 
+pub mod cpsc;
 pub mod ludb;
 pub mod scp;
 pub mod snomed;
@@ -103,6 +104,11 @@ impl Harmoniser {
                 ludb::LUDB_RULES
                     .iter()
                     .map(|(m, codes)| (format!("LUDB rule {m:?}"), *codes)),
+            )
+            .chain(
+                cpsc::CPSC2018_CLASSES
+                    .iter()
+                    .map(|(c, _, codes)| (format!("CPSC 2018 {c}"), *codes)),
             );
         for (label, codes) in targets {
             for code in codes {
@@ -153,6 +159,13 @@ impl Harmoniser {
                 SourceLabel::Text(t) => (
                     None,
                     ludb::ludb_to_scp(t).map(|v| v.iter().map(|s| s.to_string()).collect()),
+                ),
+                SourceLabel::Cpsc2018(c) => (
+                    cpsc::CPSC2018_CLASSES
+                        .iter()
+                        .find(|(name, _, _)| name.eq_ignore_ascii_case(c))
+                        .map(|(_, desc, _)| desc.to_string()),
+                    cpsc::cpsc2018_to_scp(c).map(|v| v.iter().map(|s| s.to_string()).collect()),
                 ),
             };
             match codes {

@@ -284,7 +284,8 @@ fn is_ludb(comments: &[String]) -> bool {
 }
 
 /// Extracts age, sex and diagnostic labels from header comments in the CinC form (`#Age: 74`,
-/// `#Sex: Male`, `#Dx: 59118001,164884008`) or the LUDB form (`#<age>: 51`, `#<sex>: F`,
+/// `#Sex: Male`, `#Dx: 59118001,164884008`, and CPSC 2018's original class names on
+/// `#Dx_CPSC2018: RBBB,AF`) or the LUDB form (`#<age>: 51`, `#<sex>: F`,
 /// `#<diagnoses>:` followed by one diagnosis per comment line).
 pub fn parse_comments(comments: &[String]) -> RecordMeta {
     let mut meta = RecordMeta::default();
@@ -313,6 +314,13 @@ pub fn parse_comments(comments: &[String]) -> RecordMeta {
                         .map(str::trim)
                         .filter(|c| !c.is_empty())
                         .map(|c| SourceLabel::Snomed(c.to_string())),
+                ),
+                "dx_cpsc2018" => meta.source_labels.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(|c| SourceLabel::Cpsc2018(c.to_string())),
                 ),
                 "diagnoses" => in_diagnoses = true,
                 _ if in_diagnoses => meta.source_labels.push(SourceLabel::Text(part.to_string())),

@@ -1,21 +1,26 @@
-//! The decoded-tensor cache: each split's 3x4 windows decoded once from `.ecgzip` into a flat
-//! little-endian f32 file (`[n][15][1250]`), memory-mapped by the training loop, plus a JSON index
-//! (record of each window, labels of each record, and a fingerprint of the inputs so a changed
-//! split file rebuilds the cache).
+//! The decoded-record cache: each split's records decoded once from `.ecgzip` and brought to the
+//! model's form by the shared pipeline (`eknet_shared::preprocess::to_model_rate`: 500 Hz, twelve
+//! leads), stored whole in one flat little-endian f32 file (record by record, lead by lead in
+//! [`Lead::ALL`] order) and memory-mapped, plus a JSON index (record paths, lengths, labels, which
+//! labels are unknown, and a fingerprint of the inputs so a changed split file rebuilds the
+//! cache). Training cuts a 10 s window at any offset from it (random crops of longer records);
+//! evaluation takes each record's first window, exactly as `record_windows` would.
 
 use super::split::{SplitRow, read_split};
 use anyhow::{Context, Result, bail};
-use eknet_shared::ecgzip;
-use eknet_shared::layout::{LAYOUT_VERSION, SLOT_COUNT, SLOT_SAMPLES};
-use eknet_shared::preprocess::{WindowOptions, record_windows};
+use eknet_shared::layout::{LAYOUT_VERSION, SLOT_COUNT, SLOT_SAMPLES, WINDOW_SAMPLES, Window3x4};
+use eknet_shared::preprocess::to_model_rate;
+use eknet_shared::{Lead, ecgzip};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Values in one window.
+/// Values in one model input window (`[15][1250]`).
 pub const WINDOW_VALUES: usize = SLOT_COUNT * SLOT_SAMPLES;
-const CACHE_FORMAT: u32 = 1;
+/// Leads stored per record.
+pub const LEADS: usize = 12;
+const CACHE_FORMAT: u32 = 2;
 
 /// The cache's index file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,15 +35,20 @@ pub struct CacheIndex {
     pub records: Vec<String>,
     /// Multi-hot labels per record, in class order.
     pub labels: Vec<Vec<u8>>,
-    /// For each window: its record and first sample (at 500 Hz).
-    pub windows: Vec<(u32, u32)>,
+    /// Per record and class: 1 where the record's source states the class (present or absent),
+    /// 0 where it cannot (`label_unknown`).
+    pub known: Vec<Vec<u8>>,
+    /// Samples per lead (at 500 Hz) of each record.
+    pub lengths: Vec<u32>,
+    /// First value of each record in the data file.
+    pub offsets: Vec<u64>,
     /// Records that gave no window, with the reason.
     pub skipped: Vec<(String, String)>,
 }
 
-/// A split's cached windows, memory-mapped.
+/// A split's cached records, memory-mapped.
 #[derive(Debug)]
-pub struct WindowCache {
+pub struct RecordCache {
     /// The index.
     pub index: CacheIndex,
     map: Mmap,
@@ -60,12 +70,12 @@ fn fnv1a(chunks: &[&[u8]]) -> u64 {
 
 fn paths(cache_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (
-        cache_dir.join(format!("{name}.windows.f32")),
+        cache_dir.join(format!("{name}.records.f32")),
         cache_dir.join(format!("{name}.index.json")),
     )
 }
 
-impl WindowCache {
+impl RecordCache {
     /// Opens the cache of split file `split_csv` (records under `data_dir`), building it first if
     /// it is missing or stale. `name` names the cache files in `cache_dir`.
     pub fn open_or_build(
@@ -74,7 +84,7 @@ impl WindowCache {
         classes: &[String],
         cache_dir: &Path,
         name: &str,
-    ) -> Result<WindowCache> {
+    ) -> Result<RecordCache> {
         let csv_bytes =
             std::fs::read(split_csv).with_context(|| format!("reading {}", split_csv.display()))?;
         let fingerprint = fnv1a(&[
@@ -89,7 +99,7 @@ impl WindowCache {
             && let Ok(index) = serde_json::from_str::<CacheIndex>(&text)
             && index.fingerprint == fingerprint
             && index.format == CACHE_FORMAT
-            && let Ok(cache) = WindowCache::map(index, &data_path)
+            && let Ok(cache) = RecordCache::map(index, &data_path)
         {
             return Ok(cache);
         }
@@ -102,10 +112,10 @@ impl WindowCache {
             &data_path,
             &index_path,
         )?;
-        WindowCache::map(index, &data_path)
+        RecordCache::map(index, &data_path)
     }
 
-    fn map(index: CacheIndex, data_path: &Path) -> Result<WindowCache> {
+    fn map(index: CacheIndex, data_path: &Path) -> Result<RecordCache> {
         let file = std::fs::File::open(data_path)
             .with_context(|| format!("opening {}", data_path.display()))?;
         // SAFETY: the file is this cache's own output, written completely before its index was
@@ -114,35 +124,41 @@ impl WindowCache {
         #[allow(unsafe_code)]
         let map = unsafe { Mmap::map(&file) }
             .with_context(|| format!("mapping {}", data_path.display()))?;
-        let expect = index.windows.len() * WINDOW_VALUES * 4;
-        if map.len() != expect {
+        let expect: u64 = index
+            .lengths
+            .iter()
+            .map(|&n| n as u64 * LEADS as u64 * 4)
+            .sum();
+        if map.len() as u64 != expect {
             bail!(
                 "{}: {} bytes, index expects {expect}",
                 data_path.display(),
                 map.len()
             );
         }
-        Ok(WindowCache { index, map })
+        Ok(RecordCache { index, map })
     }
 
-    /// Number of windows.
-    pub fn len(&self) -> usize {
-        self.index.windows.len()
-    }
-
-    /// Whether there is no window.
-    pub fn is_empty(&self) -> bool {
-        self.index.windows.is_empty()
-    }
-
-    /// Number of records with at least one window.
+    /// Number of records.
     pub fn record_count(&self) -> usize {
         self.index.records.len()
     }
 
-    /// Appends window `i`'s 15 x 1250 values to `out`.
-    pub fn copy_window(&self, i: usize, out: &mut Vec<f32>) {
-        let bytes = &self.map[i * WINDOW_VALUES * 4..(i + 1) * WINDOW_VALUES * 4];
+    /// Whether there is no record.
+    pub fn is_empty(&self) -> bool {
+        self.index.records.is_empty()
+    }
+
+    /// Samples per lead of record `r` at 500 Hz.
+    pub fn len_samples(&self, r: usize) -> usize {
+        self.index.lengths[r] as usize
+    }
+
+    /// Appends `count` samples of lead `lead` of record `r` from `start` to `out`.
+    pub fn copy_lead(&self, r: usize, lead: Lead, start: usize, count: usize, out: &mut Vec<f32>) {
+        let n = self.len_samples(r);
+        let first = self.index.offsets[r] as usize + lead.row() * n + start;
+        let bytes = &self.map[first * 4..(first + count) * 4];
         out.extend(
             bytes
                 .chunks_exact(4)
@@ -150,19 +166,39 @@ impl WindowCache {
         );
     }
 
-    /// Window indices of each record, in order.
-    pub fn windows_by_record(&self) -> Vec<Vec<usize>> {
-        let mut by = vec![Vec::new(); self.index.records.len()];
-        for (i, &(r, _)) in self.index.windows.iter().enumerate() {
-            by[r as usize].push(i);
-        }
-        by
+    /// The twelve leads of record `r` over `[start, start + 5000)`, in [`Lead::ALL`] order.
+    pub fn leads_10s(&self, r: usize, start: usize) -> [Vec<f32>; LEADS] {
+        std::array::from_fn(|i| {
+            let mut v = Vec::with_capacity(WINDOW_SAMPLES);
+            self.copy_lead(r, Lead::ALL[i], start, WINDOW_SAMPLES, &mut v);
+            v
+        })
     }
 
-    /// Labels (0/1 as f32) of window `i`'s record.
-    pub fn labels_of_window(&self, i: usize) -> Vec<f32> {
-        let r = self.index.windows[i].0 as usize;
+    /// Appends the model input (`[15][1250]`) of record `r`'s 10 s window from `start`.
+    pub fn copy_window(&self, r: usize, start: usize, out: &mut Vec<f32>) {
+        let leads = self.leads_10s(r, start);
+        out.extend(layout_3x4(&leads));
+    }
+
+    /// Labels (0/1 as f32) of record `r`.
+    pub fn labels(&self, r: usize) -> Vec<f32> {
         self.index.labels[r].iter().map(|&v| v as f32).collect()
+    }
+
+    /// 1 where record `r`'s label of each class is known, 0 where its source cannot state it.
+    pub fn known(&self, r: usize) -> Vec<f32> {
+        self.index.known[r].iter().map(|&v| v as f32).collect()
+    }
+}
+
+/// The shared 3x4 layout of twelve 10 s leads (`Window3x4::from_leads`, the bedside's code).
+pub fn layout_3x4(leads: &[Vec<f32>; LEADS]) -> Vec<f32> {
+    let refs: [&[f32]; LEADS] = std::array::from_fn(|i| leads[i].as_slice());
+    match Window3x4::from_leads(refs) {
+        Ok(w) => w.data,
+        // Only reachable with leads shorter than 10 s, which the cache never stores.
+        Err(_) => vec![0.0; WINDOW_VALUES],
     }
 }
 
@@ -188,18 +224,24 @@ fn build(
         classes: classes.to_vec(),
         records: Vec::new(),
         labels: Vec::new(),
-        windows: Vec::new(),
+        known: Vec::new(),
+        lengths: Vec::new(),
+        offsets: Vec::new(),
         skipped: Vec::new(),
     };
+    let mut offset = 0u64;
     for row in rows {
         let path = data_dir.join(format!("{}.ecgzip", row.path));
-        let windows = ecgzip::read(&path)
+        let record = ecgzip::read(&path)
             .map_err(|e| e.to_string())
-            .and_then(|r| record_windows(&r, WindowOptions::default()).map_err(|e| e.to_string()));
-        let windows = match windows {
-            Ok(w) if !w.is_empty() => w,
-            Ok(_) => {
-                index.skipped.push((row.path.clone(), "no window".into()));
+            .and_then(|r| to_model_rate(&r).map_err(|e| e.to_string()));
+        let record = match record {
+            Ok(r) if r.len_samples() >= WINDOW_SAMPLES => r,
+            Ok(r) => {
+                index.skipped.push((
+                    row.path.clone(),
+                    format!("{:.2} s is shorter than the 10 s window", r.duration_s()),
+                ));
                 continue;
             }
             Err(e) => {
@@ -207,18 +249,27 @@ fn build(
                 continue;
             }
         };
-        let record = index.records.len() as u32;
-        for win in &windows {
-            for v in &win.data {
-                w.write_all(&v.to_le_bytes())?;
+        let n = record.len_samples();
+        for lead in Lead::ALL {
+            let v = record.lead(lead).unwrap_or(&[]);
+            for &x in v {
+                w.write_all(&x.to_le_bytes())?;
             }
-            index.windows.push((record, win.start_sample as u32));
         }
+        index.offsets.push(offset);
+        offset += (n * LEADS) as u64;
+        index.lengths.push(n as u32);
         index.records.push(row.path.clone());
         index.labels.push(
             classes
                 .iter()
                 .map(|c| row.labels.contains(c) as u8)
+                .collect(),
+        );
+        index.known.push(
+            classes
+                .iter()
+                .map(|c| !row.unknown.contains(c) as u8)
                 .collect(),
         );
     }

@@ -1,5 +1,6 @@
 //! The seed's split files: `k{fold}_{train,val,test}.csv` (`paths,label_names`, labels as a
-//! Python list literal) and `k{fold}_distribution.csv` (`idx,names,all,train,val`, whose row order
+//! Python list literal; eknet may add a third column, `label_unknown`, listing the classes a
+//! record's source cannot state, which training and evaluation leave out for that record) and `k{fold}_distribution.csv` (`idx,names,all,train,val`, whose row order
 //! is the model's output order).
 
 use anyhow::{Context, Result, bail};
@@ -12,6 +13,8 @@ pub struct SplitRow {
     pub path: String,
     /// Class names present.
     pub labels: Vec<String>,
+    /// Class names whose presence the record's source does not state (neither present nor absent).
+    pub unknown: Vec<String>,
 }
 
 /// One row of a distribution file.
@@ -64,9 +67,24 @@ pub fn parse_label_list(text: &str) -> Result<Vec<String>> {
 pub fn write_split(path: &Path, rows: &[SplitRow]) -> Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
-    w.write_record(["paths", "label_names"])?;
+    // The seed's two columns, plus `label_unknown` only where some record has unknown labels.
+    let third = rows.iter().any(|r| !r.unknown.is_empty());
+    if third {
+        w.write_record(["paths", "label_names", "label_unknown"])?;
+    } else {
+        w.write_record(["paths", "label_names"])?;
+    }
     for r in rows {
-        w.write_record([r.path.as_str(), format_label_list(&r.labels).as_str()])?;
+        let labels = format_label_list(&r.labels);
+        if third {
+            w.write_record([
+                r.path.as_str(),
+                labels.as_str(),
+                format_label_list(&r.unknown).as_str(),
+            ])?;
+        } else {
+            w.write_record([r.path.as_str(), labels.as_str()])?;
+        }
     }
     w.flush()
         .with_context(|| format!("writing {}", path.display()))?;
@@ -78,21 +96,37 @@ pub fn read_split(path: &Path) -> Result<Vec<SplitRow>> {
     let mut r = csv::Reader::from_path(path)
         .with_context(|| format!("opening split {}", path.display()))?;
     let headers = r.headers()?.clone();
-    if headers.iter().collect::<Vec<_>>() != ["paths", "label_names"] {
-        bail!(
-            "{}: expected columns paths,label_names, found {:?}",
+    let cols: Vec<&str> = headers.iter().collect();
+    let third = match cols.as_slice() {
+        ["paths", "label_names"] => false,
+        ["paths", "label_names", "label_unknown"] => true,
+        _ => bail!(
+            "{}: expected columns paths,label_names (and optionally label_unknown), found {:?}",
             path.display(),
             headers
-        );
-    }
+        ),
+    };
     r.records()
         .enumerate()
         .map(|(i, row)| {
             let row = row.with_context(|| format!("{} row {}", path.display(), i + 2))?;
+            let list = |c: usize| {
+                parse_label_list(row.get(c).unwrap_or(""))
+                    .with_context(|| format!("{} row {}", path.display(), i + 2))
+            };
+            let labels = list(1)?;
+            let unknown = if third { list(2)? } else { Vec::new() };
+            if let Some(both) = labels.iter().find(|l| unknown.contains(l)) {
+                bail!(
+                    "{} row {}: '{both}' is both present and unknown",
+                    path.display(),
+                    i + 2
+                );
+            }
             Ok(SplitRow {
                 path: row.get(0).unwrap_or("").to_string(),
-                labels: parse_label_list(row.get(1).unwrap_or(""))
-                    .with_context(|| format!("{} row {}", path.display(), i + 2))?,
+                labels,
+                unknown,
             })
         })
         .collect()
@@ -181,15 +215,38 @@ mod tests {
             SplitRow {
                 path: "records/ludb/1".into(),
                 labels: vec!["SBRAD".into(), "LVH".into()],
+                unknown: vec![],
             },
             SplitRow {
                 path: "records/cinc/A0001".into(),
                 labels: vec![],
+                unknown: vec![],
             },
         ];
         let p = tmp.path().join("k0_train.csv");
         write_split(&p, &rows).unwrap();
         assert_eq!(read_split(&p).unwrap(), rows);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("paths,label_names\n"),
+            "the seed's form: {text}"
+        );
+        // With unknown labels, a third column.
+        let mut rows = rows;
+        rows[1].unknown = vec!["NORM".into()];
+        write_split(&p, &rows).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("paths,label_names,label_unknown\n"),
+            "{text}"
+        );
+        assert_eq!(read_split(&p).unwrap(), rows);
+        std::fs::write(&p, "paths,label_names,label_unknown\nr,['NORM'],['NORM']\n").unwrap();
+        let e = read_split(&p).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("both present and unknown"),
+            "{e:#}"
+        );
         let classes = vec![ClassRow {
             idx: 0,
             name: "AFIB".into(),

@@ -4,7 +4,8 @@
 //! graph, the int8 graph (linear layers as `MatMulInteger` on i8 activations quantised once and
 //! per output channel int8 weights, rescaled to f32 per channel) and the calibration probe (the f32 graph with every activation that
 //! feeds an int8 product exposed as an output). Op for op it mirrors `model::Eknet::forward` without
-//! token drop; two exact rewrites save work: the attention scale is folded into the query
+//! token drop (the convolutional token stem as products over padded, shifted views, exactly as the
+//! model computes it); two exact rewrites save work: the attention scale is folded into the query
 //! projection, and in `concat_mlp` merging the lead and time halves of the first merge layer are
 //! constant per token, so they are computed once here.
 
@@ -489,16 +490,121 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `model::embed::conv3_sheet`: kernel 3, dilation `dil` along axis 1 of `[b, 15 * per_slot,
+    /// c]` as one product: pad `dil` zeros at both ends, take the three shifted views, mask the
+    /// outer two where they would cross from one signal into another, concatenate, multiply.
+    fn conv3(
+        &mut self,
+        x: &str,
+        t: &str,
+        p: &str,
+        per_slot: usize,
+        dil: usize,
+        int8: bool,
+    ) -> Result<String, ExportError> {
+        use crate::model::embed::stream_mask;
+        let len = SLOT_COUNT * per_slot;
+        let dl = dil as i64;
+        let pads = self.const_i64(&format!("c.pads_time{dil}"), &[6], vec![0, dl, 0, 0, dl, 0]);
+        let padded = self.op("Pad", &[x, &pads], &format!("{t}.pad"), vec![]);
+        let axis = self.const_i64("c.axis1", &[1], vec![1]);
+        let mut views = Vec::new();
+        for (j, start) in [0, dl, 2 * dl].into_iter().enumerate() {
+            let s = self.const_i64(&format!("c.start{start}"), &[1], vec![start]);
+            let e = self.const_i64(
+                &format!("c.end{}", start + len as i64),
+                &[1],
+                vec![start + len as i64],
+            );
+            let view = self.op(
+                "Slice",
+                &[&padded, &s, &e, &axis],
+                &format!("{t}.tap{j}"),
+                vec![],
+            );
+            // Tap 0 reads x(t - dil), tap 2 x(t + dil).
+            let k = match j {
+                0 => Some(dil as isize),
+                2 => Some(-(dil as isize)),
+                _ => None,
+            };
+            views.push(match k {
+                Some(k) => {
+                    let m = self.const_f32(
+                        &format!("c.stream_mask{per_slot}_{k}"),
+                        &[1, len, 1],
+                        stream_mask(per_slot, k),
+                    );
+                    self.op("Mul", &[&view, &m], &format!("{t}.tap{j}.masked"), vec![])
+                }
+                None => view,
+            });
+        }
+        let refs: Vec<&str> = views.iter().map(String::as_str).collect();
+        let cat = self.op(
+            "Concat",
+            &refs,
+            &format!("{t}.taps"),
+            vec![attr_int("axis", 2)],
+        );
+        self.linear(&cat, t, p, int8)
+    }
+
+    /// The convolutional token stem (`model::embed::ConvStem::forward`), `[b, 15, 1250]` to
+    /// `[b, 750, D]`.
+    fn stem(&mut self, blocks: usize) -> Result<String, ExportError> {
+        use crate::model::embed::{STEM_SUB, STEM_SUBS_PER_TOKEN};
+        let subs = SLOT_SAMPLES / STEM_SUB;
+        let per_slot = subs / STEM_SUBS_PER_TOKEN;
+        let shape = self.const_i64(
+            "c.shape_subs",
+            &[3],
+            vec![-1, (SLOT_COUNT * subs) as i64, STEM_SUB as i64],
+        );
+        let h = self.op("Reshape", &[INPUT_NAME, &shape], "stem.subs", vec![]);
+        // The first layer reads millivolts straight from the input: kept in f32.
+        let h = self.conv3(&h, "stem.l1", "embed.stem.sub_embed", subs, 1, false)?;
+        let h = self.gelu(&h, "stem.l1.gelu");
+        let h = self.conv3(&h, "stem.l2", "embed.stem.sub_conv", subs, 1, true)?;
+        let h = self.gelu(&h, "stem.l2.gelu");
+        let c = self.w.get("embed.stem.sub_conv.bias")?.0[0];
+        let shape = self.const_i64(
+            "c.shape_token_subs",
+            &[3],
+            vec![-1, TOKEN_COUNT as i64, (STEM_SUBS_PER_TOKEN * c) as i64],
+        );
+        let h = self.op("Reshape", &[&h, &shape], "stem.token_subs", vec![]);
+        let mut h = self.linear(&h, "stem.l3", "embed.stem.to_token", true)?;
+        for i in 0..blocks {
+            let g = self.gelu(&h, &format!("stem.block{i}.gelu"));
+            let y = self.conv3(
+                &g,
+                &format!("stem.block{i}"),
+                &format!("embed.stem.blocks.{i}"),
+                per_slot,
+                1 << i,
+                true,
+            )?;
+            h = self.op("Add", &[&h, &y], &format!("stem.block{i}.res"), vec![]);
+        }
+        self.layer_norm(&h, "stem.norm", "embed.stem.norm")
+    }
+
     /// Patch embedding and knowledge merging (`model::embed::TokenEmbed::forward`).
     fn embed(&mut self, cfg: &EknetConfig) -> Result<String, ExportError> {
         let d = self.d;
-        let shape = self.const_i64(
-            "c.shape_patches",
-            &[3],
-            vec![-1, TOKEN_COUNT as i64, PATCH_SAMPLES as i64],
-        );
-        let patches = self.op("Reshape", &[INPUT_NAME, &shape], "embed.patches", vec![]);
-        let tokens = self.linear(&patches, "embed.patch", "embed.patch_embed", false)?;
+        let tokens = match cfg.stem {
+            Some((_, blocks)) => self.stem(blocks)?,
+            None => {
+                let shape = self.const_i64(
+                    "c.shape_patches",
+                    &[3],
+                    vec![-1, TOKEN_COUNT as i64, PATCH_SAMPLES as i64],
+                );
+                let patches = self.op("Reshape", &[INPUT_NAME, &shape], "embed.patches", vec![]);
+                self.linear(&patches, "embed.patch", "embed.patch_embed", false)?
+            }
+        };
         match cfg.merging {
             PosMerging::ConcatMlp => {
                 // fc1([x, lead[row], time[col]]) = x @ W1[0..d] + (lead[row] @ W1[d..2d]

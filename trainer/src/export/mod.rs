@@ -6,10 +6,10 @@
 pub mod graph;
 
 use crate::checkpoint::{dump, read_state, recorder};
-use crate::data::cache::{WINDOW_VALUES, WindowCache};
+use crate::data::cache::{RecordCache, WINDOW_VALUES};
 use crate::data::split::read_distribution;
 use crate::device::Cpu;
-use crate::metrics::{Counts, best_f1_threshold, roc_auc};
+use crate::metrics::{Counts, Predictions, best_f1_threshold, roc_auc};
 use crate::model::{Eknet, EknetConfig, Stage};
 use crate::train::{default_cache_dir, open_splits, predict};
 use anyhow::{Context, Result, bail};
@@ -155,14 +155,11 @@ pub fn score_all(c: &Classifier, windows: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> 
     windows.iter().map(|w| Ok(c.classify(w)?.scores)).collect()
 }
 
-fn first_windows(cache: &WindowCache) -> Vec<Vec<f32>> {
-    cache
-        .windows_by_record()
-        .into_iter()
-        .filter_map(|w| w.first().copied())
-        .map(|i| {
+fn first_windows(cache: &RecordCache) -> Vec<Vec<f32>> {
+    (0..cache.record_count())
+        .map(|r| {
             let mut v = Vec::with_capacity(WINDOW_VALUES);
-            cache.copy_window(i, &mut v);
+            cache.copy_window(r, 0, &mut v);
             v
         })
         .collect()
@@ -189,19 +186,19 @@ pub fn calibration_windows(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let cache = WindowCache::open_or_build(
+        let cache = RecordCache::open_or_build(
             source,
             &cfg.dataset.data_dir,
             classes,
             &default_cache_dir(cfg),
             &stem,
         )?;
-        let idx: Vec<usize> = (0..cache.len()).collect();
+        let idx: Vec<usize> = (0..cache.record_count()).collect();
         return Ok(spread(&idx, n)
             .into_iter()
-            .map(|i| {
+            .map(|r| {
                 let mut v = Vec::with_capacity(WINDOW_VALUES);
-                cache.copy_window(i, &mut v);
+                cache.copy_window(r, 0, &mut v);
                 v
             })
             .collect());
@@ -252,18 +249,13 @@ fn collect_records(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn figures(
-    names: &[String],
-    scores: &[Vec<f32>],
-    labels: &[Vec<bool>],
-    thresholds: &[f32],
-) -> PrecisionFigures {
+fn figures(names: &[String], preds: &Predictions<'_>, thresholds: &[f32]) -> PrecisionFigures {
+    let rows: Vec<usize> = (0..preds.scores.len()).collect();
     let per_class: Vec<ClassFigures> = names
         .iter()
         .enumerate()
         .map(|(k, name)| {
-            let s: Vec<f32> = scores.iter().map(|r| r[k]).collect();
-            let l: Vec<bool> = labels.iter().map(|r| r[k]).collect();
+            let (s, l) = preds.column(k, &rows);
             let c = Counts::at(&s, &l, thresholds[k]);
             ClassFigures {
                 code: name.clone(),
@@ -282,11 +274,11 @@ fn figures(
     }
 }
 
-fn thresholds_of(scores: &[Vec<f32>], labels: &[Vec<bool>], k: usize) -> Vec<f32> {
+fn thresholds_of(preds: &Predictions<'_>, k: usize) -> Vec<f32> {
+    let rows: Vec<usize> = (0..preds.scores.len()).collect();
     (0..k)
         .map(|c| {
-            let s: Vec<f32> = scores.iter().map(|r| r[c]).collect();
-            let l: Vec<bool> = labels.iter().map(|r| r[c]).collect();
+            let (s, l) = preds.column(c, &rows);
             best_f1_threshold(&s, &l).clamp(0.0, 1.0)
         })
         .collect()
@@ -371,13 +363,14 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     }
     let state = read_state(dir)?;
     let device = Default::default();
+    let splits = open_splits(&cfg, None)?;
+    crate::evaluate::check_class_order(dir, &state.classes, &splits.classes)?;
     let model = Eknet::<Cpu>::new(&mcfg, &device)
         .load_file(dir.join("model"), &recorder(), &device)
         .with_context(|| format!("loading {}", dir.join("model.mpk").display()))?;
     let weights = weights_of(&model);
     let parameters: usize = weights.tensors.values().map(|(_, v)| v.len()).sum();
 
-    let splits = open_splits(&cfg, None)?;
     if splits.classes.len() != mcfg.num_classes {
         bail!(
             "the config scores {} classes but its distribution file lists {}",
@@ -386,13 +379,13 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         );
     }
     let val_windows = first_windows(&splits.val);
-    let val_labels: Vec<Vec<bool>> = splits
-        .val
-        .index
-        .labels
-        .iter()
-        .map(|l| l.iter().map(|&v| v > 0).collect())
-        .collect();
+    let to_bool = |rows: &[Vec<u8>]| -> Vec<Vec<bool>> {
+        rows.iter()
+            .map(|l| l.iter().map(|&v| v > 0).collect())
+            .collect()
+    };
+    let val_labels = to_bool(&splits.val.index.labels);
+    let val_known = to_bool(&splits.val.index.known);
     eprintln!(
         "export: {} validation records, calibrating on {}",
         val_windows.len(),
@@ -438,10 +431,16 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         );
     }
     let k = mcfg.num_classes;
-    let thr_f32 = thresholds_of(&f32_scores, &val_labels, k);
-    let thr_int8 = thresholds_of(&int8_scores, &val_labels, k);
-    let fig_f32 = figures(&splits.classes, &f32_scores, &val_labels, &thr_f32);
-    let fig_int8 = figures(&splits.classes, &int8_scores, &val_labels, &thr_int8);
+    let preds = |scores| Predictions {
+        scores,
+        labels: &val_labels,
+        known: Some(&val_known),
+    };
+    let (p_f32, p_int8) = (preds(&f32_scores), preds(&int8_scores));
+    let thr_f32 = thresholds_of(&p_f32, k);
+    let thr_int8 = thresholds_of(&p_int8, k);
+    let fig_f32 = figures(&splits.classes, &p_f32, &thr_f32);
+    let fig_int8 = figures(&splits.classes, &p_int8, &thr_int8);
     let n_scores = (f32_scores.len() * k).max(1) as f64;
     let mean_diff = f32_scores
         .iter()

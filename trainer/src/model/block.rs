@@ -2,7 +2,7 @@
 //! norm placement: the release's residual post-norm `x + LN(f(x))` or pre-norm `x + f(LN(x))`.
 
 use super::attention::Attention;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 
@@ -30,11 +30,20 @@ pub struct Block<B: Backend> {
     pub norm2: LayerNorm<B>,
     /// True for pre-norm.
     pub pre_norm: bool,
+    /// Dropout on the attention and MLP branches (training only; 0 in the seed's recipe).
+    pub dropout: Dropout,
 }
 
 impl<B: Backend> Block<B> {
-    /// A block of width `d_model`, `heads` heads, MLP hidden `4 * d_model`.
-    pub fn new(d_model: usize, heads: usize, norm: NormPlacement, device: &B::Device) -> Self {
+    /// A block of width `d_model`, `heads` heads, MLP hidden `4 * d_model`, branch dropout
+    /// `dropout` (active only while training).
+    pub fn new(
+        d_model: usize,
+        heads: usize,
+        norm: NormPlacement,
+        dropout: f64,
+        device: &B::Device,
+    ) -> Self {
         Block {
             attn: Attention::new(d_model, heads, device),
             norm1: LayerNormConfig::new(d_model).init(device),
@@ -42,6 +51,7 @@ impl<B: Backend> Block<B> {
             fc2: LinearConfig::new(4 * d_model, d_model).init(device),
             norm2: LayerNormConfig::new(d_model).init(device),
             pre_norm: norm == NormPlacement::Pre,
+            dropout: DropoutConfig::new(dropout).init(),
         }
     }
 
@@ -61,14 +71,14 @@ impl<B: Backend> Block<B> {
             let xn = self.norm1.forward(x.clone());
             let kv = kv.unwrap_or_else(|| xn.clone());
             let (a, w) = self.attn.forward(xn, kv, want_weights);
-            let x = x + a;
-            let x = x.clone() + self.mlp(self.norm2.forward(x));
+            let x = x + self.dropout.forward(a);
+            let x = x.clone() + self.dropout.forward(self.mlp(self.norm2.forward(x)));
             (x, w)
         } else {
             let kv = kv.unwrap_or_else(|| x.clone());
             let (a, w) = self.attn.forward(x.clone(), kv, want_weights);
-            let x = x + self.norm1.forward(a);
-            let x = x.clone() + self.norm2.forward(self.mlp(x));
+            let x = x + self.dropout.forward(self.norm1.forward(a));
+            let x = x.clone() + self.dropout.forward(self.norm2.forward(self.mlp(x)));
             (x, w)
         }
     }

@@ -1,9 +1,11 @@
-//! Tokens: 25-sample patches embedded by one shared linear layer, then merged with lead and time
-//! knowledge (`concat_mlp`: `[x, k_lead[row], k_time[col]]` through an MLP; `add_sincos`: plus a
-//! frozen 2-D sin-cos table at `row*200 + col`).
+//! Tokens: one per 50 ms of each slot, made by one shared linear layer over the 25-sample patch
+//! (the seed's `linear`) or by a convolutional stem over the whole 2.5 s slot (`conv`: it sees the
+//! wave shape and neighbouring beats around the patch), then merged with lead and time knowledge
+//! (`concat_mlp`: `[x, k_lead[row], k_time[col]]` through an MLP; `add_sincos`: plus a frozen 2-D
+//! sin-cos table at `row*200 + col`).
 
 use burn::module::Param;
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use eknet_shared::layout::{
@@ -44,11 +46,153 @@ fn index_tensor<B: Backend>(values: &[usize], device: &B::Device) -> Tensor<B, 1
     Tensor::from_data(TensorData::new(v, [values.len()]), device)
 }
 
+/// Samples per sub-patch of the stem's first layers (10 ms).
+pub const STEM_SUB: usize = 5;
+/// Sub-patches per token (5 x 10 ms = one 50 ms token).
+pub const STEM_SUBS_PER_TOKEN: usize = PATCH_SAMPLES / STEM_SUB;
+
+/// `x` `[n, t, c]` moved `k` steps later along `t` (`k` < 0: earlier), zeros shifted in: the
+/// output at `t` is the input at `t - k`.
+pub fn shift_time<B: Backend>(x: Tensor<B, 3>, k: isize) -> Tensor<B, 3> {
+    let [n, t, c] = x.dims();
+    let m = k.unsigned_abs().min(t);
+    if m == 0 {
+        return x;
+    }
+    let zeros = Tensor::zeros([n, m, c], &x.device());
+    if k > 0 {
+        Tensor::cat(vec![zeros, x.slice([0..n, 0..t - m, 0..c])], 1)
+    } else {
+        Tensor::cat(vec![x.slice([0..n, m..t, 0..c]), zeros], 1)
+    }
+}
+
+/// A 1-D convolution of kernel 3 and dilation `d` along `t` of `[n, t, c]`, zero padded to keep
+/// the length, written as `[x(t-d), x(t), x(t+d)] @ W`: the same arithmetic as a convolution,
+/// in one matrix product (fast forward and backward on every backend; exported as a product too).
+pub fn conv3<B: Backend>(x: Tensor<B, 3>, d: usize, layer: &Linear<B>) -> Tensor<B, 3> {
+    let di = d as isize;
+    let cat = Tensor::cat(
+        vec![shift_time(x.clone(), di), x.clone(), shift_time(x, -di)],
+        2,
+    );
+    layer.forward(cat)
+}
+
+/// The signal each slot belongs to: the four lead II slots are one continuous 10 s rhythm strip;
+/// every other slot is a 2.5 s signal of its own.
+pub fn slot_stream(slot: usize) -> usize {
+    if (1..=4).contains(&slot) { 1 } else { slot }
+}
+
+/// For the 15 slots laid end to end (`per_slot` positions each), 1 where the position `t - k`
+/// exists and belongs to the same signal as `t`, else 0: a convolution over the whole sheet that
+/// never mixes two signals, yet runs through the rhythm strip's slot boundaries.
+pub fn stream_mask(per_slot: usize, k: isize) -> Vec<f32> {
+    let total = SLOT_COUNT * per_slot;
+    (0..total)
+        .map(|t| {
+            let src = t as isize - k;
+            let same = src >= 0
+                && (src as usize) < total
+                && slot_stream(src as usize / per_slot) == slot_stream(t / per_slot);
+            f32::from(u8::from(same))
+        })
+        .collect()
+}
+
+/// [`conv3`] over the 15 slots laid end to end (`[b, 15 * per_slot, c]`), each tap masked by
+/// [`stream_mask`].
+pub fn conv3_sheet<B: Backend>(
+    x: Tensor<B, 3>,
+    d: usize,
+    layer: &Linear<B>,
+    per_slot: usize,
+) -> Tensor<B, 3> {
+    let di = d as isize;
+    let device = x.device();
+    let mask = |k: isize| {
+        let m = stream_mask(per_slot, k);
+        let n = m.len();
+        Tensor::<B, 3>::from_data(TensorData::new(m, [1, n, 1]), &device)
+    };
+    let cat = Tensor::cat(
+        vec![
+            shift_time(x.clone(), di) * mask(di),
+            x.clone(),
+            shift_time(x, -di) * mask(-di),
+        ],
+        2,
+    );
+    layer.forward(cat)
+}
+
+/// The convolutional token stem. Every layer is a 1-D convolution written as a matrix product over
+/// neighbouring positions, run over the 15 slots laid end to end with taps that never cross from
+/// one signal into another, except along the rhythm strip, whose four II slots are one continuous
+/// 10 s signal ([`conv3_sheet`]):
+/// 1. the slot as 250 sub-patches of 10 ms; each with its two neighbours (15 samples) through
+///    `Linear(15 -> C)`, GELU;
+/// 2. kernel 3 over sub-patches, `Linear(3C -> C)`, GELU;
+/// 3. five sub-patches to one 50 ms token, `Linear(5C -> D)`;
+/// 4. residual blocks at token rate, `h + conv3_d(gelu(h))` with dilation `d` = 1, 2, 4, ...
+///    (four blocks see about 1.6 s around a token, five 3.2 s: neighbouring beats, so R-R
+///    intervals);
+/// 5. a LayerNorm over each token's D features.
+#[derive(Module, Debug)]
+pub struct ConvStem<B: Backend> {
+    /// Layer 1: `Linear(3 * 5 -> C)`.
+    pub sub_embed: Linear<B>,
+    /// Layer 2: `Linear(3C -> C)`.
+    pub sub_conv: Linear<B>,
+    /// Layer 3: `Linear(5C -> D)`.
+    pub to_token: Linear<B>,
+    /// Token-rate residual blocks, `Linear(3D -> D)` each.
+    pub blocks: Vec<Linear<B>>,
+    /// Norm of each token.
+    pub norm: LayerNorm<B>,
+}
+
+impl<B: Backend> ConvStem<B> {
+    /// A stem of `channels` sub-patch channels, `blocks` residual blocks, width `d`.
+    pub fn new(d: usize, channels: usize, blocks: usize, device: &B::Device) -> Self {
+        ConvStem {
+            sub_embed: LinearConfig::new(3 * STEM_SUB, channels).init(device),
+            sub_conv: LinearConfig::new(3 * channels, channels).init(device),
+            to_token: LinearConfig::new(STEM_SUBS_PER_TOKEN * channels, d).init(device),
+            blocks: (0..blocks)
+                .map(|_| LinearConfig::new(3 * d, d).init(device))
+                .collect(),
+            norm: LayerNormConfig::new(d).init(device),
+        }
+    }
+
+    /// `[batch, 15, 1250]` to `[batch, 750, D]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, slots, samples] = x.dims();
+        let subs = samples / STEM_SUB;
+        let h = x.reshape([b, slots * subs, STEM_SUB]); // [b, 3750, 5]
+        let h = gelu(conv3_sheet(h, 1, &self.sub_embed, subs)); // [b, 3750, C]
+        let h = gelu(conv3_sheet(h, 1, &self.sub_conv, subs));
+        let c = h.dims()[2];
+        let tokens = subs / STEM_SUBS_PER_TOKEN;
+        let mut h = self
+            .to_token
+            .forward(h.reshape([b, slots * tokens, STEM_SUBS_PER_TOKEN * c])); // [b, 750, D]
+        for (i, block) in self.blocks.iter().enumerate() {
+            h = h.clone() + conv3_sheet(gelu(h), 1 << i, block, tokens);
+        }
+        self.norm.forward(h)
+    }
+}
+
 /// Patch embedding and knowledge merging.
 #[derive(Module, Debug)]
 pub struct TokenEmbed<B: Backend> {
-    /// `Linear(25 -> D)`, shared by every patch.
-    pub patch_embed: Linear<B>,
+    /// `Linear(25 -> D)`, shared by every patch (`linear` embedding).
+    pub patch_embed: Option<Linear<B>>,
+    /// The convolutional stem (`conv` embedding).
+    pub stem: Option<ConvStem<B>>,
     /// Lead knowledge `[12, D]`.
     pub k_lead: Param<Tensor<B, 2>>,
     /// Time knowledge `[200, D]`, initialised as 1-D sin-cos.
@@ -66,8 +210,16 @@ pub struct TokenEmbed<B: Backend> {
 }
 
 impl<B: Backend> TokenEmbed<B> {
-    /// Builds the embedding for width `d`; `concat_mlp` selects the merging variant.
-    pub fn new(d: usize, concat_mlp: bool, device: &B::Device) -> Self {
+    /// Builds the embedding for width `d`; `concat_mlp` selects the merging variant, `stem`
+    /// (channels, blocks) the convolutional token embedding instead of the linear one, and
+    /// `lead_std` the lead knowledge's initial standard deviation.
+    pub fn new(
+        d: usize,
+        concat_mlp: bool,
+        stem: Option<(usize, usize)>,
+        lead_std: f64,
+        device: &B::Device,
+    ) -> Self {
         let k_time = Tensor::from_data(
             TensorData::new(
                 sincos_1d(&(0..TIME_COLUMNS).collect::<Vec<_>>(), d),
@@ -76,10 +228,13 @@ impl<B: Backend> TokenEmbed<B> {
             device,
         );
         TokenEmbed {
-            patch_embed: LinearConfig::new(PATCH_SAMPLES, d).init(device),
+            patch_embed: stem
+                .is_none()
+                .then(|| LinearConfig::new(PATCH_SAMPLES, d).init(device)),
+            stem: stem.map(|(channels, blocks)| ConvStem::new(d, channels, blocks, device)),
             k_lead: Initializer::Normal {
                 mean: 0.0,
-                std: 0.02,
+                std: lead_std,
             }
             .init([LEAD_ROWS, d], device),
             k_time: Param::from_tensor(k_time),
@@ -99,12 +254,19 @@ impl<B: Backend> TokenEmbed<B> {
     /// `[batch, 15, 1250]` millivolts to `[batch, 750, D]` tokens carrying their position.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, _, _] = x.dims();
-        let patches = x.reshape([
-            b,
-            SLOT_COUNT * (SLOT_SAMPLES / PATCH_SAMPLES),
-            PATCH_SAMPLES,
-        ]); // [b, 750, 25]
-        let tokens = self.patch_embed.forward(patches); // [b, 750, d]
+        let tokens = match (&self.stem, &self.patch_embed) {
+            (Some(stem), _) => stem.forward(x),
+            (None, Some(linear)) => {
+                let patches = x.reshape([
+                    b,
+                    SLOT_COUNT * (SLOT_SAMPLES / PATCH_SAMPLES),
+                    PATCH_SAMPLES,
+                ]); // [b, 750, 25]
+                linear.forward(patches) // [b, 750, d]
+            }
+            // `new` always builds one of the two; an empty module embeds nothing.
+            (None, None) => Tensor::zeros([b, TOKEN_COUNT, self.k_lead.dims()[1]], &x.device()),
+        };
         let d = tokens.dims()[2];
         match (&self.merge_fc1, &self.merge_fc2, &self.sincos) {
             (Some(fc1), Some(fc2), _) => {

@@ -13,9 +13,10 @@ use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
-use eknet_shared::config::{ModeStage, PosMerging, StageConfig};
+use eknet_shared::config::{ModeStage, PosMerging, StageConfig, TokenEmbedding};
 use eknet_shared::layout::{
-    LeadGroup, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT, WINDOW_SAMPLES, group_tokens,
+    LeadGroup, PATCH_SAMPLES, PATCHES_PER_SLOT, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT,
+    WINDOW_SAMPLES, group_tokens,
 };
 use embed::TokenEmbed;
 
@@ -51,6 +52,12 @@ pub struct EknetConfig {
     pub lead_split: bool,
     /// Stage 1 rebuilds the whole 10 s lead II from its query (else one query per slot).
     pub full_ii_head: bool,
+    /// Convolutional token stem `(channels, blocks)`, or `None` for the linear patch embedding.
+    pub stem: Option<(usize, usize)>,
+    /// Branch dropout in training.
+    pub dropout: f64,
+    /// Initial standard deviation of the lead knowledge.
+    pub lead_std: f64,
 }
 
 impl EknetConfig {
@@ -75,6 +82,10 @@ impl EknetConfig {
             },
             lead_split: m.lead_split,
             full_ii_head: m.pred_full_ii_lead,
+            stem: (m.token_embedding == TokenEmbedding::Conv)
+                .then_some((m.conv_channels, m.conv_blocks)),
+            dropout: m.dropout,
+            lead_std: m.lead_knowledge_std,
         }
     }
 
@@ -203,7 +214,7 @@ impl<B: Backend> Eknet<B> {
         let d = cfg.d_model;
         let blocks = |n: usize| {
             (0..n)
-                .map(|_| Block::new(d, cfg.heads, cfg.norm, device))
+                .map(|_| Block::new(d, cfg.heads, cfg.norm, cfg.dropout, device))
                 .collect::<Vec<_>>()
         };
         let k = cfg.queries();
@@ -216,7 +227,13 @@ impl<B: Backend> Eknet<B> {
         }
         let bound = 1.0 / (d as f64).sqrt();
         Eknet {
-            embed: TokenEmbed::new(d, cfg.merging == PosMerging::ConcatMlp, device),
+            embed: TokenEmbed::new(
+                d,
+                cfg.merging == PosMerging::ConcatMlp,
+                cfg.stem,
+                cfg.lead_std,
+                device,
+            ),
             encoder: blocks(cfg.depth),
             knowledge_self: blocks(cfg.knowledge_depth),
             knowledge_cross: blocks(cfg.knowledge_depth),
@@ -294,6 +311,21 @@ impl<B: Backend> Eknet<B> {
     /// The forward pass. `plan` drops tokens (training); `None` keeps all (evaluation, inference).
     pub fn forward(&self, x: Tensor<B, 3>, plan: Option<&DropPlan>) -> EknetOutput<B> {
         let b = x.dims()[0];
+        // Stage 1 with the convolutional stem: a kept token's stem sees its neighbours' samples,
+        // so the samples under dropped tokens are zeroed first, or rebuilding them would be a
+        // copy instead of a prediction.
+        let x = match plan {
+            Some(p) if self.pretrain && self.embed.stem.is_some() => {
+                let keep: Vec<f32> = p.dropped_mask(b).iter().map(|m| 1.0 - m).collect();
+                let mask =
+                    Tensor::<B, 2>::from_data(TensorData::new(keep, [b, TOKEN_COUNT]), &x.device())
+                        .reshape([b, SLOT_COUNT, PATCHES_PER_SLOT, 1])
+                        .repeat_dim(3, PATCH_SAMPLES)
+                        .reshape([b, SLOT_COUNT, SLOT_SAMPLES]);
+                x * mask
+            }
+            _ => x,
+        };
         let tokens = self.embed.forward(x);
         let memory = self.encode(tokens, plan); // [b, l, d]
         let [k, d] = self.queries.dims();

@@ -100,6 +100,7 @@ pub fn synthetic(data: &Path, n: usize, seed: u64) {
         let row = SplitRow {
             path: format!("records/s{i}"),
             labels,
+            unknown: Vec::new(),
         };
         let is_train = i % 3 != 0;
         for (k, on) in [sine, shift].into_iter().enumerate() {
@@ -119,6 +120,107 @@ pub fn synthetic(data: &Path, n: usize, seed: u64) {
     write_split(&data.join("k0_train.csv"), &train).unwrap();
     write_split(&data.join("k0_val.csv"), &val).unwrap();
     let dist: Vec<ClassRow> = ["SINE", "SHIFT"]
+        .iter()
+        .enumerate()
+        .map(|(idx, name)| ClassRow {
+            idx,
+            name: name.to_string(),
+            all: counts[idx],
+            train: counts_train[idx],
+            val: counts[idx] - counts_train[idx],
+        })
+        .collect();
+    write_distribution(&data.join("k0_distribution.csv"), &dist).unwrap();
+}
+
+/// Writes `n` synthetic 10 s rhythm records and split files under `data` (two thirds training):
+/// beats (a narrow R wave and a T wave, lead-specific amplitudes, 0.03 mV of noise) at 110 bpm for
+/// class `FAST` or 50 bpm otherwise, with R-R intervals drawn from 0.6-1.4 times the mean for
+/// class `IRREG` or exactly regular otherwise. Only rhythm tells the classes apart: the beats
+/// look the same in every record.
+pub fn rhythm(data: &Path, n: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    std::fs::create_dir_all(data.join("records")).unwrap();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let (mut counts, mut counts_train) = ([0usize; 2], [0usize; 2]);
+    let amp: Vec<f32> = Lead::ALL
+        .iter()
+        .map(|l| {
+            [
+                0.9, 1.2, 0.3, -1.0, 0.4, 0.7, -0.8, -0.5, 0.6, 1.1, 1.3, 1.0,
+            ][l.row()]
+        })
+        .collect();
+    for i in 0..n {
+        let fast = rng.below(2) == 1;
+        let irregular = rng.below(2) == 1;
+        let rr = if fast { 60.0 / 110.0 } else { 60.0 / 50.0 };
+        let mut beats = vec![rng.unit() * rr];
+        while *beats.last().unwrap() < 10.5 {
+            let k = if irregular {
+                rng.uniform(0.6, 1.4)
+            } else {
+                1.0
+            };
+            beats.push(beats.last().unwrap() + rr * k);
+        }
+        let leads = Lead::ALL
+            .iter()
+            .map(|&lead| {
+                let a = amp[lead.row()];
+                let samples = (0..5000)
+                    .map(|s| {
+                        let t = s as f64 / 500.0;
+                        let mut v = 0.0;
+                        for &b in &beats {
+                            let d = t - b;
+                            if d.abs() < 0.6 {
+                                v += (-(d / 0.012).powi(2)).exp()
+                                    + 0.25 * (-((d - 0.25) / 0.05).powi(2)).exp();
+                            }
+                        }
+                        a * v as f32 + 0.03 * rng.normal() as f32
+                    })
+                    .collect();
+                (lead, samples)
+            })
+            .collect();
+        let meta = RecordMeta {
+            id: format!("r{i}"),
+            ..RecordMeta::default()
+        };
+        let r = Record::new(meta, 500.0, leads).unwrap();
+        ecgzip::write(&r, &data.join(format!("records/r{i}.ecgzip"))).unwrap();
+        let mut labels = Vec::new();
+        if fast {
+            labels.push("FAST".to_string());
+        }
+        if irregular {
+            labels.push("IRREG".to_string());
+        }
+        let is_train = i % 3 != 0;
+        for (k, on) in [fast, irregular].into_iter().enumerate() {
+            if on {
+                counts[k] += 1;
+                if is_train {
+                    counts_train[k] += 1;
+                }
+            }
+        }
+        let row = SplitRow {
+            path: format!("records/r{i}"),
+            labels,
+            unknown: Vec::new(),
+        };
+        if is_train {
+            train.push(row)
+        } else {
+            val.push(row)
+        }
+    }
+    write_split(&data.join("k0_train.csv"), &train).unwrap();
+    write_split(&data.join("k0_val.csv"), &val).unwrap();
+    let dist: Vec<ClassRow> = ["FAST", "IRREG"]
         .iter()
         .enumerate()
         .map(|(idx, name)| ClassRow {
