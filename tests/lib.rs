@@ -56,6 +56,7 @@ pub fn fixture_bundle(dir: &Path) -> PathBuf {
         stem: None,
         dropout: 0.0,
         lead_std: 0.02,
+        token_decoder: false,
     };
     let path = dir.join("fixture.eknet");
     let codes: Vec<String> = FIXTURE_CODES.iter().map(|s| s.to_string()).collect();

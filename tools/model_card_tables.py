@@ -3,7 +3,8 @@
 outputs, so the card's numbers are the bundle's own.
 
   python3 tools/model_card_tables.py models/eknet-demo.eknet \
-      --test models/eknet-demo.test-metrics.json --val models/eknet-demo.val-metrics.json
+      --test models/eknet-demo.test-metrics.json --val models/eknet-demo.val-metrics.json \
+      --baseline models/eknet-demo.baseline-cnn-test-metrics.json
 """
 import argparse
 import json
@@ -19,6 +20,7 @@ def main():
     p.add_argument("bundle")
     p.add_argument("--test", required=True)
     p.add_argument("--val", required=True)
+    p.add_argument("--baseline", help="`eknet-train baseline` metrics.json on the same split")
     a = p.parse_args()
     with zipfile.ZipFile(a.bundle) as z:
         m = json.loads(z.read("manifest.json"))
@@ -64,6 +66,28 @@ def main():
         v = s[k]
         print(f"\n- {k.replace('_', ' ')}: {f(v['value'])} (95 % CI {f(v['low'])} to {f(v['high'])})", end="")
     print("\n")
+    if test.get("rules"):
+        print("### Beside a trivial rule (test split, same records, paired bootstrap)\n")
+        print("| class | rule | rule AUC (95 % CI) | EKnet AUC | EKnet - rule (95 % CI) | rule could not measure |")
+        print("|---|---|---:|---:|---:|---:|")
+        for r in test["rules"]:
+            m = test_by[r["class"]]
+            print(f"| {r['class']} | {r['rule']} | {f(r['auc']['value'])} ({f(r['auc']['low'])}-{f(r['auc']['high'])}) | "
+                  f"{f(m['auc'])} | {r['model_minus_rule']['value']:+.3f} ({r['model_minus_rule']['low']:+.3f} to "
+                  f"{r['model_minus_rule']['high']:+.3f}) | {r['unmeasured']} |")
+        print()
+    if a.baseline:
+        b = json.load(open(a.baseline))
+        b_by = {c["name"]: c for c in b["classes"]}
+        print(f"### Beside a plain 1D CNN ({b['model']}, {b['parameters']:,} parameters; same split, "
+              f"recipe and epochs, best validation epoch {b['best_epoch']})\n")
+        print("| class | support | EKnet AUC | CNN AUC |")
+        print("|---|---:|---:|---:|")
+        for c in test["classes"]:
+            print(f"| {c['name']} | {c['support']} | {f(c['auc'])} | {f(b_by[c['name']]['auc'])} |")
+        bm = b["summary"]["macro_auc"]
+        print(f"| **macro** | | **{f(s['macro_auc']['value'])}** ({f(s['macro_auc']['low'])}-{f(s['macro_auc']['high'])}) | "
+              f"**{f(bm['value'])}** ({f(bm['low'])}-{f(bm['high'])}) |\n")
     vs = val["summary"]
     print(f"Validation (trainer, f32): macro AUC {f(vs['macro_auc']['value'])} "
           f"(95 % CI {f(vs['macro_auc']['low'])} to {f(vs['macro_auc']['high'])}).\n")

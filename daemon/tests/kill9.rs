@@ -66,6 +66,7 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
         stem: None,
         dropout: 0.0,
         lead_std: 0.02,
+        token_decoder: false,
     };
     let calib: Vec<Vec<f32>> = (1..=3)
         .map(|i| {

@@ -241,6 +241,24 @@ pub enum PosMerging {
     AddSincos,
 }
 
+/// What rebuilds the signal in stage 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage1Head {
+    /// The seed's: each lead query to its samples by one linear map.
+    #[default]
+    Queries,
+    /// A decoder block over every token position.
+    Tokens,
+}
+
+impl Stage1Head {
+    /// Whether this is the seed's head (left out of written configs).
+    pub fn is_queries(&self) -> bool {
+        *self == Stage1Head::Queries
+    }
+}
+
 /// Which samples the stage-1 reconstruction loss covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -333,6 +351,12 @@ pub struct ModelSection {
     /// The paper's optional lead-and-time prediction head in stage 1.
     #[serde(default)]
     pub lead_time_head: bool,
+    /// eknet: what rebuilds the signal in stage 1: `queries` (the seed's: each lead's knowledge
+    /// query, one 64-wide vector, to 1250 samples by one linear map) or `tokens` (a decoder
+    /// block: every token position, asked by its lead and time knowledge, attends over the kept
+    /// tokens and the lead queries, then `Linear(D -> 25)` gives its samples).
+    #[serde(default, skip_serializing_if = "Stage1Head::is_queries")]
+    pub stage1_head: Stage1Head,
     /// eknet: how each 50 ms token is made from the signal: `linear` (the seed's one
     /// `Linear(25 -> D)` per patch) or `conv` (a small convolutional stem over each 2.5 s slot
     /// that sees the wave shape around the patch).
@@ -345,6 +369,10 @@ pub struct ModelSection {
     /// 1, 2, 4, ...: each block widens what a token sees).
     #[serde(default = "default_conv_blocks")]
     pub conv_blocks: usize,
+    /// eknet: batch norm after each product of the `conv` stem (folded into the products on
+    /// export).
+    #[serde(default)]
+    pub stem_batch_norm: bool,
     /// eknet: dropout in the encoder and knowledge blocks during training (the seed's: 0).
     #[serde(default)]
     pub dropout: f64,

@@ -19,13 +19,19 @@ fn the_shipped_demo_model_is_trained_validated_and_reproducible() {
     let bundle = Bundle::open(&path).unwrap();
     let m = &bundle.manifest;
     let codes: Vec<&str> = m.labels.iter().map(|l| l.code.as_str()).collect();
-    assert_eq!(codes, ["SBRAD", "STACH", "AFIB", "LVH", "LAO/LAE", "IRBBB"]);
+    assert_eq!(
+        codes,
+        [
+            "NORM", "SBRAD", "STACH", "AFIB", "1AVB", "CRBBB", "CLBBB", "LAFB", "IRBBB", "LVH",
+            "IMI", "ASMI"
+        ]
+    );
     assert!(!m.model_id.starts_with("untrained"), "{}", m.model_id);
     assert_eq!(
         m.provenance.reproduce.as_deref(),
         Some("tools/reproduce-demo-model.sh")
     );
-    assert_eq!(m.metrics.records, 63);
+    assert_eq!(m.metrics.records, 219, "validation records");
     assert!(m.metrics.f32_vs_trainer_max_abs <= 1e-4);
     for l in &m.labels {
         assert!(l.support_train >= 20 && l.support_val >= 4, "{l:?}");
@@ -54,13 +60,13 @@ fn the_shipped_demo_model_is_trained_validated_and_reproducible() {
 
     // The held-out records exist in the shared data and are what the demo streams.
     let records = eknet_daemon::demo::demo_records(&path).unwrap();
-    assert_eq!(records.len(), 63);
+    assert_eq!(records.len(), 211, "test records");
     let first = eknet_shared::io::read_any(&records[0]).unwrap();
     let w = eknet_shared::preprocess::record_windows(&first, Default::default()).unwrap();
     for p in [Precision::F32, Precision::Int8] {
         let c = Classifier::from_bundle(&bundle, p, 1).unwrap();
         let out = c.classify(&w[0].data).unwrap();
-        assert_eq!(out.scores.len(), 6);
+        assert_eq!(out.scores.len(), 12);
         assert!(out.scores.iter().all(|s| (0.0..=1.0).contains(s)));
     }
 }

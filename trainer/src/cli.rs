@@ -566,6 +566,16 @@ pub fn run(cli: Cli) -> Result<()> {
                     m.metrics.int8_vs_f32_max_abs,
                     m.metrics.f32_vs_trainer_max_abs
                 );
+                if let Some(t) = &report.test_agreement {
+                    println!(
+                        "test ({} records): macro AUC f32 {}, int8 {}; worst class |int8 - f32| AUC {}; max |int8 - f32| {:.4}",
+                        t.records,
+                        fmt(t.macro_auc_f32),
+                        fmt(t.macro_auc_int8),
+                        fmt(t.worst_class_auc),
+                        t.max_abs
+                    );
+                }
             }
             Ok(())
         }

@@ -68,9 +68,11 @@ pub struct RuleReport {
     pub unmeasured: usize,
 }
 
-/// The trivial rule of a class, where one exists: its name and how it scores a 10 s lead II
-/// (higher = more likely present).
-pub fn rule_for(class: &str) -> Option<(&'static str, fn(&[f32]) -> Option<f64>)> {
+/// How a trivial rule scores a 10 s lead II (higher = more likely present; `None`: cannot tell).
+pub type RuleFn = fn(&[f32]) -> Option<f64>;
+
+/// The trivial rule of a class, where one exists: its name and how it scores a 10 s lead II.
+pub fn rule_for(class: &str) -> Option<(&'static str, RuleFn)> {
     match class {
         "SBRAD" => Some(("heart rate, lower is more likely", |ii| {
             heart_rate_bpm(ii).map(|hr| -hr)

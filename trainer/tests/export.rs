@@ -55,6 +55,7 @@ fn tiny(merging: PosMerging, norm: NormPlacement, lead_split: bool, classes: usi
         stem: None,
         dropout: 0.0,
         lead_std: 0.02,
+        token_decoder: false,
     }
 }
 
@@ -130,12 +131,34 @@ fn the_convolutional_token_stem_exports_exactly_in_f32_and_closely_in_int8() {
     let device = Default::default();
     <Cpu as Backend>::seed(&device, 11);
     let cfg = EknetConfig {
-        stem: Some((8, 4)),
+        stem: Some((8, 4, true)),
         ..tiny(PosMerging::ConcatMlp, NormPlacement::Pre, true, 3)
     };
-    let model = Eknet::<Cpu>::new(&cfg, &device);
+    let mut model = Eknet::<Cpu>::new(&cfg, &device);
+    // Batch norms with running statistics away from (0, 1), as after training.
+    if let Some(stem) = model.embed.stem.as_mut() {
+        for bn in &mut stem.batch_norms {
+            let n = bn.gamma.dims()[0];
+            let mean = Tensor::<Cpu, 1>::random(
+                [n],
+                burn::tensor::Distribution::Normal(0.0, 0.3),
+                &device,
+            );
+            let var = Tensor::<Cpu, 1>::random(
+                [n],
+                burn::tensor::Distribution::Uniform(0.2, 3.0),
+                &device,
+            );
+            bn.running_mean = burn::module::RunningState::new(mean);
+            bn.running_var = burn::module::RunningState::new(var);
+        }
+    }
     let w = weights_of(&model);
     assert!(w.tensors.contains_key("embed.stem.blocks.3.weight"));
+    assert!(
+        !w.tensors.keys().any(|k| k.contains("batch_norms")),
+        "folded away"
+    );
     assert!(!w.tensors.contains_key("embed.patch_embed.weight"));
     let g = build(&cfg, &w, Lowering::F32).unwrap();
     let c = Classifier::from_onnx(&encode(&g), "test", Precision::F32, Some(3), 1).unwrap();
@@ -154,7 +177,8 @@ fn the_convolutional_token_stem_exports_exactly_in_f32_and_closely_in_int8() {
     let spread = ts.iter().map(|r| r[0]).fold(f32::NEG_INFINITY, f32::max)
         - ts.iter().map(|r| r[0]).fold(f32::INFINITY, f32::min);
     assert!(spread > 1e-6, "scores do not vary over records");
-    // int8: the stem's products after its first layer are integer products too.
+    // int8: the stem stays in f32 (its int8 products moved a class's AUC by 0.03 on the demo
+    // model); the encoder's and knowledge module's products are integer products.
     let graphs = build_graphs(&cfg, &w, &ludb_windows(1..=12)).unwrap();
     let proto = pb::ModelProto::decode(graphs.int8_onnx.as_slice()).unwrap();
     let graph = proto.graph.unwrap();
@@ -164,16 +188,13 @@ fn the_convolutional_token_stem_exports_exactly_in_f32_and_closely_in_int8() {
         .filter(|n| n.op_type == "MatMulInteger")
         .map(|n| n.name.as_str())
         .collect();
-    for stem_layer in ["stem.l2.acc", "stem.l3.acc", "stem.block3.acc"] {
-        assert!(
-            int8_names.contains(&stem_layer),
-            "{stem_layer} in {int8_names:?}"
-        );
-    }
     assert!(
-        !int8_names.contains(&"stem.l1.acc"),
-        "the first layer reads mV in f32"
+        !int8_names.iter().any(|n| n.starts_with("stem.")),
+        "the stem runs in f32: {int8_names:?}"
     );
+    for layer in ["g0.encoder.0.attn.q.acc", "know.cross.1.mlp.fc2.acc"] {
+        assert!(int8_names.contains(&layer), "{layer} in {int8_names:?}");
+    }
     let q = Classifier::from_onnx(&graphs.int8_onnx, "test", Precision::Int8, Some(3), 1).unwrap();
     let qs: Vec<Vec<f32>> = windows
         .iter()

@@ -32,6 +32,7 @@ fn tiny(
         stem: None,
         dropout: 0.0,
         lead_std: 0.02,
+        token_decoder: false,
     }
 }
 
@@ -142,4 +143,65 @@ fn forward_is_deterministic_and_depends_on_the_input() {
         .to_vec::<f32>()
         .unwrap();
     assert_ne!(a, c);
+}
+
+/// The stage-1 token decoder rebuilds every sample, and what it rebuilds under dropped tokens is a
+/// prediction: changing the input under them (with the convolutional stem, whose kept tokens see
+/// their neighbours' samples) changes nothing, while changing a kept token's samples does.
+#[test]
+fn the_token_decoder_predicts_dropped_samples_without_seeing_them() {
+    let dev = Default::default();
+    let mut cfg = tiny(
+        Stage::Pretrain,
+        PosMerging::ConcatMlp,
+        NormPlacement::Pre,
+        true,
+        true,
+    );
+    cfg.stem = Some((4, 2, false));
+    cfg.token_decoder = true;
+    let m = Eknet::<B>::new(&cfg, &dev);
+    let x = input(2);
+    let groups = token_groups(true);
+    let plan = DropPlan::draw(&groups, 2, 0.5, &mut Rng::new(3));
+    let rec = |x: Tensor<B, 3>| {
+        m.forward(x, Some(&plan))
+            .reconstruction
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let base = rec(x.clone());
+    assert_eq!(base.len(), 2 * 15 * 1250);
+    // Positions differ: the decoder does not give every token the same samples.
+    assert!(base[..25] != base[25..50]);
+    let dropped = plan.dropped_mask(2);
+    let (d, k) = (
+        dropped.iter().position(|&v| v == 1.0).unwrap(),
+        dropped.iter().position(|&v| v == 0.0).unwrap(),
+    );
+    let poke = |token: usize| {
+        let mut v = x.clone().into_data().to_vec::<f32>().unwrap();
+        for s in 0..25 {
+            v[token * 25 + s] += 3.0;
+        }
+        Tensor::<B, 3>::from_data(TensorData::new(v, [2, 15, 1250]), &dev)
+    };
+    let under_dropped = rec(poke(d));
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert_eq!(
+        max_diff(&base, &under_dropped),
+        0.0,
+        "dropped token {d} leaked"
+    );
+    assert!(
+        max_diff(&base, &rec(poke(k))) > 1e-4,
+        "kept token {k} ignored"
+    );
 }

@@ -197,3 +197,46 @@ fn cuda_without_cuda_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CUDA") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn evaluate_and_export_refuse_a_checkpoint_whose_classes_are_in_another_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 24, 9);
+    let (cfg, _) = common::tiny_config("classification", tmp.path(), &data, 2, 1, &[]);
+    let out = train::<CpuTrain>(&cfg, Stage::Classify, &quiet(), &Default::default()).unwrap();
+    let ckpt = out.run_dir.join("last");
+    // The split's distribution file now lists the classes the other way round.
+    let dist = data.join("k0_distribution.csv");
+    let text = std::fs::read_to_string(&dist).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (a, b) = (lines[1].clone(), lines[2].clone());
+    lines[1] = format!("0,{}", b.split_once(',').unwrap().1);
+    lines[2] = format!("1,{}", a.split_once(',').unwrap().1);
+    std::fs::write(&dist, lines.join("\n") + "\n").unwrap();
+    let e = eknet_trainer::evaluate::run::<eknet_trainer::device::Cpu>(
+        &ckpt,
+        eknet_trainer::evaluate::EvalSplit::Val,
+        &tmp.path().join("eval"),
+        10,
+        &Default::default(),
+    )
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("[\"SINE\", \"SHIFT\"]") && msg.contains("[\"SHIFT\", \"SINE\"]"),
+        "{msg}"
+    );
+    let e = eknet_trainer::export::export(&eknet_trainer::export::ExportOptions {
+        checkpoint: ckpt.clone(),
+        calibration: data.join("k0_train.csv"),
+        calibration_windows: 4,
+        out: tmp.path().join("m.eknet"),
+        command: "test".into(),
+        reproduce: None,
+        tables: None,
+    })
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("not the split's"), "{e:#}");
+    assert!(!tmp.path().join("m.eknet").exists());
+}

@@ -101,16 +101,80 @@ pub struct ExportReport {
     pub manifest: Manifest,
     /// Seconds spent.
     pub seconds: f64,
+    /// The int8 graph against the f32 graph on the test split, when the config has one (the
+    /// thresholds and the manifest's figures use validation only; this is the held-out check).
+    pub test_agreement: Option<TestAgreement>,
+}
+
+/// Both graphs on the test split's first windows.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestAgreement {
+    /// Records scored.
+    pub records: usize,
+    /// Macro AUC of the f32 graph.
+    pub macro_auc_f32: Option<f64>,
+    /// Macro AUC of the int8 graph.
+    pub macro_auc_int8: Option<f64>,
+    /// Largest per-class |AUC int8 - AUC f32|.
+    pub worst_class_auc: Option<f64>,
+    /// Largest |score int8 - score f32|.
+    pub max_abs: f64,
 }
 
 /// Host copies of a model's parameters.
 pub fn weights_of<B: Backend>(model: &Eknet<B>) -> Weights {
-    Weights {
+    let mut w = Weights {
         tensors: dump(model, true)
             .tensors
             .into_iter()
             .map(|(k, (_, shape, values))| (k, (shape, values)))
             .collect(),
+    };
+    if let Some(stem) = &model.embed.stem {
+        fold_stem_batch_norms(stem, &mut w);
+    }
+    w
+}
+
+/// Folds each batch norm of the stem (running statistics, as at inference) into the product
+/// before it: `W'[:, j] = W[:, j] s_j`, `b'_j = (b_j - mean_j) s_j + beta_j`, with
+/// `s_j = gamma_j / sqrt(var_j + eps)`. The graph then has no batch norm to run; the batch
+/// norms' own tensors leave the weights.
+fn fold_stem_batch_norms<B: Backend>(stem: &crate::model::embed::ConvStem<B>, w: &mut Weights) {
+    let host = |t: Tensor<B, 1>| -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default()
+    };
+    let targets: Vec<String> = ["sub_embed", "sub_conv", "to_token"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..stem.blocks.len()).map(|i| format!("blocks.{i}")))
+        .collect();
+    for (i, (bn, target)) in stem.batch_norms.iter().zip(&targets).enumerate() {
+        let (gamma, beta) = (host(bn.gamma.val()), host(bn.beta.val()));
+        let (mean, var) = (host(bn.running_mean.value()), host(bn.running_var.value()));
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(g, v)| (f64::from(*g) / (f64::from(*v) + bn.epsilon).sqrt()) as f32)
+            .collect();
+        let wname = format!("embed.stem.{target}.weight");
+        let bname = format!("embed.stem.{target}.bias");
+        if let Some((shape, values)) = w.tensors.get_mut(&wname) {
+            let cols = shape.get(1).copied().unwrap_or(0);
+            for (k, v) in values.iter_mut().enumerate() {
+                *v *= scale[k % cols.max(1)];
+            }
+        }
+        if let Some((_, b)) = w.tensors.get_mut(&bname) {
+            for (j, v) in b.iter_mut().enumerate() {
+                *v = (*v - mean[j]) * scale[j] + beta[j];
+            }
+        }
+        w.tensors
+            .retain(|k, _| !k.starts_with(&format!("embed.stem.batch_norms.{i}.")));
     }
 }
 
@@ -556,6 +620,47 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     let back = Bundle::open(&opts.out)?;
     Classifier::from_bundle(&back, Precision::Int8, 1)?;
     let bundle_bytes = std::fs::metadata(&opts.out).map(|m| m.len()).unwrap_or(0);
+    let test_agreement = match crate::evaluate::test_csv(&cfg) {
+        Ok(path) => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let cache = RecordCache::open_or_build(
+                &path,
+                &cfg.dataset.data_dir,
+                &splits.classes,
+                &crate::train::default_cache_dir(&cfg),
+                &stem,
+            )?;
+            let windows = first_windows(&cache);
+            let labels = to_bool(&cache.index.labels);
+            let known = to_bool(&cache.index.known);
+            let (s32, s8) = (score_all(&f32_c, &windows)?, score_all(&int8_c, &windows)?);
+            let pred = |scores| Predictions {
+                scores,
+                labels: &labels,
+                known: Some(&known),
+            };
+            let (a, b) = (
+                figures(&splits.classes, &pred(&s32), &thr_f32),
+                figures(&splits.classes, &pred(&s8), &thr_int8),
+            );
+            Some(TestAgreement {
+                records: windows.len(),
+                macro_auc_f32: a.macro_auc,
+                macro_auc_int8: b.macro_auc,
+                worst_class_auc: a
+                    .per_class
+                    .iter()
+                    .zip(&b.per_class)
+                    .filter_map(|(x, y)| Some((x.auc? - y.auc?).abs()))
+                    .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d)))),
+                max_abs: max_diff(&s8, &s32),
+            })
+        }
+        Err(_) => None,
+    };
     Ok(ExportReport {
         out: opts.out.clone(),
         bundle_bytes,
@@ -563,6 +668,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         int8_bytes: graphs.int8_onnx.len(),
         manifest,
         seconds: started.elapsed().as_secs_f64(),
+        test_agreement,
     })
 }
 

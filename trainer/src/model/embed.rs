@@ -5,7 +5,9 @@
 //! sin-cos table at `row*200 + col`).
 
 use burn::module::Param;
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use eknet_shared::layout::{
@@ -139,6 +141,10 @@ pub fn conv3_sheet<B: Backend>(
 ///    (four blocks see about 1.6 s around a token, five 3.2 s: neighbouring beats, so R-R
 ///    intervals);
 /// 5. a LayerNorm over each token's D features.
+///
+/// With `stem_batch_norm`, every product of steps 1-4 is followed by a batch norm over its
+/// channels (batch statistics in training, running statistics at inference, where the export
+/// folds it into the product's weights).
 #[derive(Module, Debug)]
 pub struct ConvStem<B: Backend> {
     /// Layer 1: `Linear(3 * 5 -> C)`.
@@ -151,12 +157,39 @@ pub struct ConvStem<B: Backend> {
     pub blocks: Vec<Linear<B>>,
     /// Norm of each token.
     pub norm: LayerNorm<B>,
+    /// Batch norms after layers 1, 2, 3 and each block (empty without `stem_batch_norm`).
+    pub batch_norms: Vec<BatchNorm<B>>,
+}
+
+/// A batch norm over the channels of `[n, t, c]`.
+fn channel_norm<B: Backend>(bn: Option<&BatchNorm<B>>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    match bn {
+        Some(bn) => bn.forward(x.swap_dims(1, 2)).swap_dims(1, 2),
+        None => x,
+    }
 }
 
 impl<B: Backend> ConvStem<B> {
-    /// A stem of `channels` sub-patch channels, `blocks` residual blocks, width `d`.
-    pub fn new(d: usize, channels: usize, blocks: usize, device: &B::Device) -> Self {
+    /// A stem of `channels` sub-patch channels, `blocks` residual blocks, width `d`, with batch
+    /// norms when `batch_norm`.
+    pub fn new(
+        d: usize,
+        channels: usize,
+        blocks: usize,
+        batch_norm: bool,
+        device: &B::Device,
+    ) -> Self {
+        let widths = [channels, channels, d]
+            .into_iter()
+            .chain(std::iter::repeat_n(d, blocks));
         ConvStem {
+            batch_norms: if batch_norm {
+                widths
+                    .map(|w| BatchNormConfig::new(w).init(device))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             sub_embed: LinearConfig::new(3 * STEM_SUB, channels).init(device),
             sub_conv: LinearConfig::new(3 * channels, channels).init(device),
             to_token: LinearConfig::new(STEM_SUBS_PER_TOKEN * channels, d).init(device),
@@ -171,16 +204,16 @@ impl<B: Backend> ConvStem<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, slots, samples] = x.dims();
         let subs = samples / STEM_SUB;
+        let bn = |i: usize, x| channel_norm(self.batch_norms.get(i), x);
         let h = x.reshape([b, slots * subs, STEM_SUB]); // [b, 3750, 5]
-        let h = gelu(conv3_sheet(h, 1, &self.sub_embed, subs)); // [b, 3750, C]
-        let h = gelu(conv3_sheet(h, 1, &self.sub_conv, subs));
+        let h = gelu(bn(0, conv3_sheet(h, 1, &self.sub_embed, subs))); // [b, 3750, C]
+        let h = gelu(bn(1, conv3_sheet(h, 1, &self.sub_conv, subs)));
         let c = h.dims()[2];
         let tokens = subs / STEM_SUBS_PER_TOKEN;
-        let mut h = self
-            .to_token
-            .forward(h.reshape([b, slots * tokens, STEM_SUBS_PER_TOKEN * c])); // [b, 750, D]
+        let h = h.reshape([b, slots * tokens, STEM_SUBS_PER_TOKEN * c]);
+        let mut h = bn(2, self.to_token.forward(h)); // [b, 750, D]
         for (i, block) in self.blocks.iter().enumerate() {
-            h = h.clone() + conv3_sheet(gelu(h), 1 << i, block, tokens);
+            h = h.clone() + bn(3 + i, conv3_sheet(gelu(h), 1 << i, block, tokens));
         }
         self.norm.forward(h)
     }
@@ -211,12 +244,12 @@ pub struct TokenEmbed<B: Backend> {
 
 impl<B: Backend> TokenEmbed<B> {
     /// Builds the embedding for width `d`; `concat_mlp` selects the merging variant, `stem`
-    /// (channels, blocks) the convolutional token embedding instead of the linear one, and
-    /// `lead_std` the lead knowledge's initial standard deviation.
+    /// (channels, blocks, batch norm) the convolutional token embedding instead of the linear
+    /// one, and `lead_std` the lead knowledge's initial standard deviation.
     pub fn new(
         d: usize,
         concat_mlp: bool,
-        stem: Option<(usize, usize)>,
+        stem: Option<(usize, usize, bool)>,
         lead_std: f64,
         device: &B::Device,
     ) -> Self {
@@ -231,7 +264,7 @@ impl<B: Backend> TokenEmbed<B> {
             patch_embed: stem
                 .is_none()
                 .then(|| LinearConfig::new(PATCH_SAMPLES, d).init(device)),
-            stem: stem.map(|(channels, blocks)| ConvStem::new(d, channels, blocks, device)),
+            stem: stem.map(|(channels, blocks, bn)| ConvStem::new(d, channels, blocks, bn, device)),
             k_lead: Initializer::Normal {
                 mean: 0.0,
                 std: lead_std,
@@ -249,6 +282,15 @@ impl<B: Backend> TokenEmbed<B> {
             rows: index_tensor(&token_rows(), device),
             cols: index_tensor(&token_cols(), device),
         }
+    }
+
+    /// `[batch, 750, D]`: each token position's lead (a row of `leads`, `[12, D]`) plus its time
+    /// knowledge, no signal (what the stage-1 token decoder asks with).
+    pub fn position_knowledge(&self, leads: Tensor<B, 2>, b: usize) -> Tensor<B, 3> {
+        let lead = leads.select(0, self.rows.clone());
+        let time = self.k_time.val().select(0, self.cols.clone());
+        let [t, d] = lead.dims();
+        (lead + time).unsqueeze_dim::<3>(0).expand([b, t, d])
     }
 
     /// `[batch, 15, 1250]` millivolts to `[batch, 750, D]` tokens carrying their position.

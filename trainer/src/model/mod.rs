@@ -13,9 +13,9 @@ use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
-use eknet_shared::config::{ModeStage, PosMerging, StageConfig, TokenEmbedding};
+use eknet_shared::config::{ModeStage, PosMerging, Stage1Head, StageConfig, TokenEmbedding};
 use eknet_shared::layout::{
-    LeadGroup, PATCH_SAMPLES, PATCHES_PER_SLOT, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT,
+    LEAD_ROWS, LeadGroup, PATCH_SAMPLES, PATCHES_PER_SLOT, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT,
     WINDOW_SAMPLES, group_tokens,
 };
 use embed::TokenEmbed;
@@ -52,12 +52,15 @@ pub struct EknetConfig {
     pub lead_split: bool,
     /// Stage 1 rebuilds the whole 10 s lead II from its query (else one query per slot).
     pub full_ii_head: bool,
-    /// Convolutional token stem `(channels, blocks)`, or `None` for the linear patch embedding.
-    pub stem: Option<(usize, usize)>,
+    /// Convolutional token stem `(channels, blocks, batch norm)`, or `None` for the linear patch
+    /// embedding.
+    pub stem: Option<(usize, usize, bool)>,
     /// Branch dropout in training.
     pub dropout: f64,
     /// Initial standard deviation of the lead knowledge.
     pub lead_std: f64,
+    /// Stage 1 rebuilds each token's samples with a decoder block (else from the lead queries).
+    pub token_decoder: bool,
 }
 
 impl EknetConfig {
@@ -82,10 +85,14 @@ impl EknetConfig {
             },
             lead_split: m.lead_split,
             full_ii_head: m.pred_full_ii_lead,
-            stem: (m.token_embedding == TokenEmbedding::Conv)
-                .then_some((m.conv_channels, m.conv_blocks)),
+            stem: (m.token_embedding == TokenEmbedding::Conv).then_some((
+                m.conv_channels,
+                m.conv_blocks,
+                m.stem_batch_norm,
+            )),
             dropout: m.dropout,
             lead_std: m.lead_knowledge_std,
+            token_decoder: m.stage1_head == Stage1Head::Tokens,
         }
     }
 
@@ -189,6 +196,13 @@ pub struct Eknet<B: Backend> {
     pub recon_ii: Vec<Linear<B>>,
     /// Stage 1: the shared 2.5 s slot head `D -> 1250`.
     pub recon_slot: Option<Linear<B>>,
+    /// Stage 1 (`stage1_head: tokens`): the decoder block, and its `Linear(D -> 25)` per token.
+    pub decoder: Option<Block<B>>,
+    /// See `decoder`.
+    pub decoder_out: Option<Linear<B>>,
+    /// The decoder's own lead embedding `[12, D]` (unit scale, so the lead is as audible as the
+    /// time in what a position asks).
+    pub decoder_lead: Option<Param<Tensor<B, 2>>>,
     /// Stage 2: per-class `Linear(D -> 2)` weights `[K, D, 2]`.
     pub class_weight: Option<Param<Tensor<B, 3>>>,
     /// Stage 2: per-class biases `[K, 2]`.
@@ -252,6 +266,17 @@ impl<B: Backend> Eknet<B> {
                 Vec::new()
             },
             recon_slot: pretrain.then(|| LinearConfig::new(d, SLOT_SAMPLES).init(device)),
+            decoder: (pretrain && cfg.token_decoder)
+                .then(|| Block::new(d, cfg.heads, cfg.norm, cfg.dropout, device)),
+            decoder_out: (pretrain && cfg.token_decoder)
+                .then(|| LinearConfig::new(d, PATCH_SAMPLES).init(device)),
+            decoder_lead: (pretrain && cfg.token_decoder).then(|| {
+                Initializer::Normal {
+                    mean: 0.0,
+                    std: 1.0,
+                }
+                .init([LEAD_ROWS, d], device)
+            }),
             class_weight: (!pretrain).then(|| {
                 Initializer::Uniform {
                     min: -bound,
@@ -347,8 +372,19 @@ impl<B: Backend> Eknet<B> {
             }
         }
         if self.pretrain {
+            let reconstruction = match (&self.decoder, &self.decoder_out, &self.decoder_lead) {
+                (Some(dec), Some(out), Some(leads)) => {
+                    // Every position asks by its lead and time knowledge; keys are the kept
+                    // tokens and the lead queries.
+                    let ask = self.embed.position_knowledge(leads.val(), b);
+                    let kv = Tensor::cat(vec![memory, q], 1);
+                    let h = dec.forward(ask, Some(kv), false).0;
+                    out.forward(h).reshape([b, SLOT_COUNT, SLOT_SAMPLES])
+                }
+                _ => self.reconstruct(q),
+            };
             EknetOutput {
-                reconstruction: Some(self.reconstruct(q)),
+                reconstruction: Some(reconstruction),
                 logits: None,
                 attention,
             }
