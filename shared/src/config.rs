@@ -248,7 +248,7 @@ pub enum Stage1Head {
     /// The seed's: each lead query to its samples by one linear map.
     #[default]
     Queries,
-    /// A decoder block over every token position.
+    /// A masked-autoencoder decoder block over the whole sheet.
     Tokens,
 }
 
@@ -352,9 +352,10 @@ pub struct ModelSection {
     #[serde(default)]
     pub lead_time_head: bool,
     /// eknet: what rebuilds the signal in stage 1: `queries` (the seed's: each lead's knowledge
-    /// query, one 64-wide vector, to 1250 samples by one linear map) or `tokens` (a decoder
-    /// block: every token position, asked by its lead and time knowledge, attends over the kept
-    /// tokens and the lead queries, then `Linear(D -> 25)` gives its samples).
+    /// query, one 64-wide vector, to 1250 samples by one linear map) or `tokens` (as a masked
+    /// autoencoder: each kept token's encoder output back at its place on the sheet, a learned
+    /// mask token at each dropped one, plus lead and time knowledge; one self-attention block
+    /// over them and the lead queries; `Linear(D -> 25)` per position).
     #[serde(default, skip_serializing_if = "Stage1Head::is_queries")]
     pub stage1_head: Stage1Head,
     /// eknet: how each 50 ms token is made from the signal: `linear` (the seed's one

@@ -168,6 +168,37 @@ impl DropPlan {
     }
 }
 
+/// Where each of the 750 token positions sits in the encoder's output (`[batch * 750]` indices)
+/// and whether it was kept (1) or dropped (0). With a plan the encoder's output is each group's
+/// kept tokens in group order; without one it is in slot order, every token kept.
+fn sheet_index(plan: Option<&DropPlan>, b: usize) -> (Vec<i64>, Vec<f32>) {
+    let mut index = vec![0i64; b * TOKEN_COUNT];
+    let mut kept = vec![0.0f32; b * TOKEN_COUNT];
+    match plan {
+        Some(p) => {
+            for s in 0..b {
+                let mut pos = 0i64;
+                for group in &p.keep {
+                    for &t in group.get(s).map(Vec::as_slice).unwrap_or(&[]) {
+                        index[s * TOKEN_COUNT + t] = pos;
+                        kept[s * TOKEN_COUNT + t] = 1.0;
+                        pos += 1;
+                    }
+                }
+            }
+        }
+        None => {
+            for s in 0..b {
+                for t in 0..TOKEN_COUNT {
+                    index[s * TOKEN_COUNT + t] = t as i64;
+                    kept[s * TOKEN_COUNT + t] = 1.0;
+                }
+            }
+        }
+    }
+    (index, kept)
+}
+
 /// What a forward pass returns.
 #[derive(Debug)]
 pub struct EknetOutput<B: Backend> {
@@ -201,8 +232,10 @@ pub struct Eknet<B: Backend> {
     /// See `decoder`.
     pub decoder_out: Option<Linear<B>>,
     /// The decoder's own lead embedding `[12, D]` (unit scale, so the lead is as audible as the
-    /// time in what a position asks).
+    /// time knowledge at each position).
     pub decoder_lead: Option<Param<Tensor<B, 2>>>,
+    /// The decoder's mask token `[1, D]`, placed where a token was dropped.
+    pub decoder_mask: Option<Param<Tensor<B, 2>>>,
     /// Stage 2: per-class `Linear(D -> 2)` weights `[K, D, 2]`.
     pub class_weight: Option<Param<Tensor<B, 3>>>,
     /// Stage 2: per-class biases `[K, 2]`.
@@ -270,6 +303,13 @@ impl<B: Backend> Eknet<B> {
                 .then(|| Block::new(d, cfg.heads, cfg.norm, cfg.dropout, device)),
             decoder_out: (pretrain && cfg.token_decoder)
                 .then(|| LinearConfig::new(d, PATCH_SAMPLES).init(device)),
+            decoder_mask: (pretrain && cfg.token_decoder).then(|| {
+                Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                }
+                .init([1, d], device)
+            }),
             decoder_lead: (pretrain && cfg.token_decoder).then(|| {
                 Initializer::Normal {
                     mean: 0.0,
@@ -374,11 +414,35 @@ impl<B: Backend> Eknet<B> {
         if self.pretrain {
             let reconstruction = match (&self.decoder, &self.decoder_out, &self.decoder_lead) {
                 (Some(dec), Some(out), Some(leads)) => {
-                    // Every position asks by its lead and time knowledge; keys are the kept
-                    // tokens and the lead queries.
-                    let ask = self.embed.position_knowledge(leads.val(), b);
-                    let kv = Tensor::cat(vec![memory, q], 1);
-                    let h = dec.forward(ask, Some(kv), false).0;
+                    // The sheet rebuilt as in a masked autoencoder: each kept token's encoder
+                    // output back at its position, a learned mask token at each dropped one,
+                    // plus lead and time knowledge; one self-attention block over them and the
+                    // lead queries; `Linear(D -> 25)` per position.
+                    let d = memory.dims()[2];
+                    let (index, kept) = sheet_index(plan, b);
+                    let device = memory.device();
+                    let idx = Tensor::<B, 2, Int>::from_data(
+                        TensorData::new(index, [b, TOKEN_COUNT]),
+                        &device,
+                    )
+                    .unsqueeze_dim::<3>(2)
+                    .expand([b, TOKEN_COUNT, d]);
+                    let keep =
+                        Tensor::<B, 2>::from_data(TensorData::new(kept, [b, TOKEN_COUNT]), &device)
+                            .unsqueeze_dim::<3>(2);
+                    let placed = memory.gather(1, idx) * keep.clone();
+                    let mask_token = match &self.decoder_mask {
+                        Some(m) => m.val().unsqueeze_dim::<3>(0),
+                        None => Tensor::zeros([1, 1, d], &device),
+                    };
+                    let sheet = placed
+                        + (keep.neg() + 1.0) * mask_token
+                        + self.embed.position_knowledge(leads.val(), b);
+                    let seq = Tensor::cat(vec![sheet, q], 1);
+                    let h = dec
+                        .forward(seq, None, false)
+                        .0
+                        .slice([0..b, 0..TOKEN_COUNT, 0..d]);
                     out.forward(h).reshape([b, SLOT_COUNT, SLOT_SAMPLES])
                 }
                 _ => self.reconstruct(q),
