@@ -8,13 +8,13 @@
 
 use crate::checkpoint::recorder;
 use crate::data::cache::{LEADS, RecordCache};
-use crate::evaluate::{EvalSplit, test_csv};
+use crate::evaluate::{EvalSplit, open_test_cache};
 use crate::metrics::{ClassMetrics, Predictions, Summary, best_f1_threshold, evaluate};
 use crate::model::embed::conv3;
 use crate::rng::Rng;
 use crate::train::{
-    class_weights, default_cache_dir, lr_at, macro_auc_known, masked_cross_entropy, open_splits,
-    seed_for, training_crop,
+    class_weights, lr_at, macro_auc_known, masked_cross_entropy, open_splits, seed_for,
+    training_crop,
 };
 use anyhow::{Context, Result, bail};
 use burn::module::{AutodiffModule, Module};
@@ -254,18 +254,7 @@ pub fn run<B: AutodiffBackend>(
     let cache = match split {
         EvalSplit::Val => &splits.val,
         EvalSplit::Test => {
-            let path = test_csv(cfg)?;
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            test_cache = RecordCache::open_or_build(
-                &path,
-                &cfg.dataset.data_dir,
-                &splits.classes,
-                &default_cache_dir(cfg),
-                &stem,
-            )?;
+            test_cache = open_test_cache(cfg, &splits.classes)?;
             &test_cache
         }
     };

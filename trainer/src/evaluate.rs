@@ -138,6 +138,22 @@ pub fn test_csv(cfg: &StageConfig) -> Result<PathBuf> {
     }
 }
 
+/// The test split's record cache (built beside the training split's on first use).
+pub fn open_test_cache(cfg: &StageConfig, classes: &[String]) -> Result<RecordCache> {
+    let path = test_csv(cfg)?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    RecordCache::open_or_build(
+        &path,
+        &cfg.dataset.data_dir,
+        classes,
+        &default_cache_dir(cfg),
+        &stem,
+    )
+}
+
 /// Evaluates the stage-2 checkpoint in `dir`, writing results to `out`.
 pub fn run<B: Backend>(
     dir: &Path,
@@ -192,21 +208,9 @@ pub fn run<B: Backend>(
             &splits.val,
         ),
         EvalSplit::Test => {
-            let path = test_csv(&cfg)?;
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let cache_dir = default_cache_dir(&cfg);
-            test_cache = RecordCache::open_or_build(
-                &path,
-                &cfg.dataset.data_dir,
-                &splits.classes,
-                &cache_dir,
-                &stem,
-            )?;
+            test_cache = open_test_cache(&cfg, &splits.classes)?;
             if test_cache.is_empty() {
-                bail!("test split {} gave no window", path.display());
+                bail!("test split {} gave no window", test_csv(&cfg)?.display());
             }
             (
                 predict(&model, &test_cache, batch, device),

@@ -313,6 +313,15 @@ fn collect_records(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The largest per-class |AUC difference| between two graphs' figures (classes with an AUC).
+fn worst_class_auc(a: &PrecisionFigures, b: &PrecisionFigures) -> Option<f64> {
+    a.per_class
+        .iter()
+        .zip(&b.per_class)
+        .filter_map(|(x, y)| Some((x.auc? - y.auc?).abs()))
+        .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))))
+}
+
 fn figures(names: &[String], preds: &Predictions<'_>, thresholds: &[f32]) -> PrecisionFigures {
     let rows: Vec<usize> = (0..preds.scores.len()).collect();
     let per_class: Vec<ClassFigures> = names
@@ -513,12 +522,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         .map(|(x, y)| f64::from((x - y).abs()))
         .sum::<f64>()
         / n_scores;
-    let worst_class = fig_f32
-        .per_class
-        .iter()
-        .zip(&fig_int8.per_class)
-        .filter_map(|(a, b)| Some((a.auc? - b.auc?).abs()))
-        .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+    let worst_class = worst_class_auc(&fig_f32, &fig_int8);
     let dist = read_distribution(&cfg.dataset.stats_csv)?;
     let train_support: Vec<usize> = dist.iter().map(|c| c.train).collect();
     let val_support: Vec<usize> = (0..k)
@@ -621,18 +625,8 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     Classifier::from_bundle(&back, Precision::Int8, 1)?;
     let bundle_bytes = std::fs::metadata(&opts.out).map(|m| m.len()).unwrap_or(0);
     let test_agreement = match crate::evaluate::test_csv(&cfg) {
-        Ok(path) => {
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let cache = RecordCache::open_or_build(
-                &path,
-                &cfg.dataset.data_dir,
-                &splits.classes,
-                &crate::train::default_cache_dir(&cfg),
-                &stem,
-            )?;
+        Ok(_) => {
+            let cache = crate::evaluate::open_test_cache(&cfg, &splits.classes)?;
             let windows = first_windows(&cache);
             let labels = to_bool(&cache.index.labels);
             let known = to_bool(&cache.index.known);
@@ -650,12 +644,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
                 records: windows.len(),
                 macro_auc_f32: a.macro_auc,
                 macro_auc_int8: b.macro_auc,
-                worst_class_auc: a
-                    .per_class
-                    .iter()
-                    .zip(&b.per_class)
-                    .filter_map(|(x, y)| Some((x.auc? - y.auc?).abs()))
-                    .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d)))),
+                worst_class_auc: worst_class_auc(&a, &b),
                 max_abs: max_diff(&s8, &s32),
             })
         }

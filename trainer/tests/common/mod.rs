@@ -117,20 +117,7 @@ pub fn synthetic(data: &Path, n: usize, seed: u64) {
             val.push(row)
         }
     }
-    write_split(&data.join("k0_train.csv"), &train).unwrap();
-    write_split(&data.join("k0_val.csv"), &val).unwrap();
-    let dist: Vec<ClassRow> = ["SINE", "SHIFT"]
-        .iter()
-        .enumerate()
-        .map(|(idx, name)| ClassRow {
-            idx,
-            name: name.to_string(),
-            all: counts[idx],
-            train: counts_train[idx],
-            val: counts[idx] - counts_train[idx],
-        })
-        .collect();
-    write_distribution(&data.join("k0_distribution.csv"), &dist).unwrap();
+    write_two_class_set(data, ["SINE", "SHIFT"], &train, &val, counts, counts_train);
 }
 
 /// Writes `n` synthetic 10 s rhythm records and split files under `data` (two thirds training):
@@ -218,9 +205,21 @@ pub fn rhythm(data: &Path, n: usize, seed: u64) {
             val.push(row)
         }
     }
-    write_split(&data.join("k0_train.csv"), &train).unwrap();
-    write_split(&data.join("k0_val.csv"), &val).unwrap();
-    let dist: Vec<ClassRow> = ["FAST", "IRREG"]
+    write_two_class_set(data, ["FAST", "IRREG"], &train, &val, counts, counts_train);
+}
+
+/// Writes a synthetic two-class set's training and validation splits and its class distribution.
+fn write_two_class_set(
+    data: &Path,
+    names: [&str; 2],
+    train: &[SplitRow],
+    val: &[SplitRow],
+    counts: [usize; 2],
+    counts_train: [usize; 2],
+) {
+    write_split(&data.join("k0_train.csv"), train).unwrap();
+    write_split(&data.join("k0_val.csv"), val).unwrap();
+    let dist: Vec<ClassRow> = names
         .iter()
         .enumerate()
         .map(|(idx, name)| ClassRow {
