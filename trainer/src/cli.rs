@@ -10,10 +10,11 @@ use crate::evaluate::{self, EvalSplit};
 use crate::export;
 use crate::inspect::{Inspection, inspect};
 use crate::model::Stage;
+use crate::stage1_eval;
 use crate::train::{self, TrainOptions};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use eknet_shared::config::StageConfig;
+use eknet_shared::config::{ModeStage, StageConfig};
 use eknet_shared::labels::Harmoniser;
 use eknet_shared::{data, ecgzip, io};
 use std::path::PathBuf;
@@ -440,6 +441,32 @@ pub fn run(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| {
                 checkpoint.join(format!("eval_{}", format!("{split:?}").to_lowercase()))
             });
+            let stage1 = StageConfig::load(&checkpoint.join("config.yaml"))
+                .map(|c| c.model.mode_stage == ModeStage::SelfLearning)
+                .unwrap_or(false);
+            if stage1 {
+                let r = with_backend!(device, _T, I, dev => stage1_eval::run::<I>(&checkpoint, split, &out, bootstrap, &dev)?);
+                println!(
+                    "{} split, {} records, {:.0} % of tokens dropped: R^2 over dropped samples {:.4} [{:.4}, {:.4}], over all samples {:.4} [{:.4}, {:.4}]",
+                    r.split,
+                    r.records,
+                    100.0 * r.mask_ratio,
+                    r.r2_dropped.value,
+                    r.r2_dropped.low,
+                    r.r2_dropped.high,
+                    r.r2_all.value,
+                    r.r2_all.low,
+                    r.r2_all.high
+                );
+                let leads: Vec<String> = r
+                    .r2_dropped_by_lead
+                    .iter()
+                    .map(|(l, v)| format!("{l} {v:.3}"))
+                    .collect();
+                println!("  dropped samples by lead: {}", leads.join(", "));
+                println!("written to {}", out.display());
+                return Ok(());
+            }
             let report = with_backend!(device, _T, I, dev => evaluate::run::<I>(&checkpoint, split, &out, bootstrap, &dev)?);
             let s = &report.summary;
             println!(

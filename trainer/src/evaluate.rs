@@ -117,17 +117,21 @@ pub fn check_class_order(dir: &Path, checkpoint: &[String], split: &[String]) ->
     Ok(())
 }
 
-/// The test split of a config: `TEST_CSV`, or `k*_test.csv` beside `TRAIN_CSV`.
+/// The test split of a config: `TEST_CSV`, or `k*_test.csv` beside `TRAIN_CSV` (`k*_train.csv`)
+/// or beside `VAL_CSV` (`k*_val.csv`).
 pub fn test_csv(cfg: &StageConfig) -> Result<PathBuf> {
     if let Some(p) = &cfg.dataset.test_csv {
         return Ok(p.clone());
     }
-    let train = &cfg.dataset.train_csv;
-    let name = train
-        .file_name()
-        .map(|n| n.to_string_lossy().replace("_train", "_test"))
-        .unwrap_or_default();
-    let p = train.with_file_name(name);
+    // Stage 1 trains on `k*_pretrain.csv`: the validation split's name says where the test is.
+    let beside = |path: &Path, from: &str| {
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        name.contains(from)
+            .then(|| path.with_file_name(name.replace(from, "_test")))
+    };
+    let p = beside(&cfg.dataset.train_csv, "_train")
+        .or_else(|| beside(&cfg.dataset.val_csv, "_val"))
+        .context("no test split: set DATASET.TEST_CSV")?;
     if p.exists() {
         Ok(p)
     } else {

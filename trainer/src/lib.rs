@@ -20,4 +20,5 @@ pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod rng;
+pub mod stage1_eval;
 pub mod train;

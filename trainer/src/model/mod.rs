@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod block;
+pub mod decoder;
 pub mod embed;
 
 use block::{Block, NormPlacement};
@@ -13,9 +14,10 @@ use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
+use decoder::TokenDecoder;
 use eknet_shared::config::{ModeStage, PosMerging, Stage1Head, StageConfig, TokenEmbedding};
 use eknet_shared::layout::{
-    LEAD_ROWS, LeadGroup, PATCH_SAMPLES, PATCHES_PER_SLOT, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT,
+    LeadGroup, PATCH_SAMPLES, PATCHES_PER_SLOT, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT,
     WINDOW_SAMPLES, group_tokens,
 };
 use embed::TokenEmbed;
@@ -227,15 +229,8 @@ pub struct Eknet<B: Backend> {
     pub recon_ii: Vec<Linear<B>>,
     /// Stage 1: the shared 2.5 s slot head `D -> 1250`.
     pub recon_slot: Option<Linear<B>>,
-    /// Stage 1 (`stage1_head: tokens`): the decoder block, and its `Linear(D -> 25)` per token.
-    pub decoder: Option<Block<B>>,
-    /// See `decoder`.
-    pub decoder_out: Option<Linear<B>>,
-    /// The decoder's own lead embedding `[12, D]` (unit scale, so the lead is as audible as the
-    /// time knowledge at each position).
-    pub decoder_lead: Option<Param<Tensor<B, 2>>>,
-    /// The decoder's mask token `[1, D]`, placed where a token was dropped.
-    pub decoder_mask: Option<Param<Tensor<B, 2>>>,
+    /// Stage 1 (`stage1_head: tokens`): the token decoder.
+    pub token_decoder: Option<TokenDecoder<B>>,
     /// Stage 2: per-class `Linear(D -> 2)` weights `[K, D, 2]`.
     pub class_weight: Option<Param<Tensor<B, 3>>>,
     /// Stage 2: per-class biases `[K, 2]`.
@@ -299,24 +294,8 @@ impl<B: Backend> Eknet<B> {
                 Vec::new()
             },
             recon_slot: pretrain.then(|| LinearConfig::new(d, SLOT_SAMPLES).init(device)),
-            decoder: (pretrain && cfg.token_decoder)
-                .then(|| Block::new(d, cfg.heads, cfg.norm, cfg.dropout, device)),
-            decoder_out: (pretrain && cfg.token_decoder)
-                .then(|| LinearConfig::new(d, PATCH_SAMPLES).init(device)),
-            decoder_mask: (pretrain && cfg.token_decoder).then(|| {
-                Initializer::Normal {
-                    mean: 0.0,
-                    std: 0.02,
-                }
-                .init([1, d], device)
-            }),
-            decoder_lead: (pretrain && cfg.token_decoder).then(|| {
-                Initializer::Normal {
-                    mean: 0.0,
-                    std: 1.0,
-                }
-                .init([LEAD_ROWS, d], device)
-            }),
+            token_decoder: (pretrain && cfg.token_decoder)
+                .then(|| TokenDecoder::new(d, cfg.heads, cfg.norm, cfg.dropout, device)),
             class_weight: (!pretrain).then(|| {
                 Initializer::Uniform {
                     min: -bound,
@@ -393,6 +372,17 @@ impl<B: Backend> Eknet<B> {
         };
         let tokens = self.embed.forward(x);
         let memory = self.encode(tokens, plan); // [b, l, d]
+        if self.pretrain
+            && let Some(decoder) = &self.token_decoder
+        {
+            let (index, kept) = sheet_index(plan, b);
+            let knowledge = self.embed.position_knowledge(decoder.lead.val(), b);
+            return EknetOutput {
+                reconstruction: Some(decoder.forward(memory, &index, &kept, knowledge)),
+                logits: None,
+                attention: None,
+            };
+        }
         let [k, d] = self.queries.dims();
         let mut q = self.queries.val().unsqueeze_dim::<3>(0).expand([b, k, d]);
         let mut attention = None;
@@ -412,43 +402,8 @@ impl<B: Backend> Eknet<B> {
             }
         }
         if self.pretrain {
-            let reconstruction = match (&self.decoder, &self.decoder_out, &self.decoder_lead) {
-                (Some(dec), Some(out), Some(leads)) => {
-                    // The sheet rebuilt as in a masked autoencoder: each kept token's encoder
-                    // output back at its position, a learned mask token at each dropped one,
-                    // plus lead and time knowledge; one self-attention block over them and the
-                    // lead queries; `Linear(D -> 25)` per position.
-                    let d = memory.dims()[2];
-                    let (index, kept) = sheet_index(plan, b);
-                    let device = memory.device();
-                    let idx = Tensor::<B, 2, Int>::from_data(
-                        TensorData::new(index, [b, TOKEN_COUNT]),
-                        &device,
-                    )
-                    .unsqueeze_dim::<3>(2)
-                    .expand([b, TOKEN_COUNT, d]);
-                    let keep =
-                        Tensor::<B, 2>::from_data(TensorData::new(kept, [b, TOKEN_COUNT]), &device)
-                            .unsqueeze_dim::<3>(2);
-                    let placed = memory.gather(1, idx) * keep.clone();
-                    let mask_token = match &self.decoder_mask {
-                        Some(m) => m.val().unsqueeze_dim::<3>(0),
-                        None => Tensor::zeros([1, 1, d], &device),
-                    };
-                    let sheet = placed
-                        + (keep.neg() + 1.0) * mask_token
-                        + self.embed.position_knowledge(leads.val(), b);
-                    let seq = Tensor::cat(vec![sheet, q], 1);
-                    let h = dec
-                        .forward(seq, None, false)
-                        .0
-                        .slice([0..b, 0..TOKEN_COUNT, 0..d]);
-                    out.forward(h).reshape([b, SLOT_COUNT, SLOT_SAMPLES])
-                }
-                _ => self.reconstruct(q),
-            };
             EknetOutput {
-                reconstruction: Some(reconstruction),
+                reconstruction: Some(self.reconstruct(q)),
                 logits: None,
                 attention,
             }
