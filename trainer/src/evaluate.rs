@@ -158,6 +158,31 @@ pub fn open_test_cache(cfg: &StageConfig, classes: &[String]) -> Result<RecordCa
     )
 }
 
+/// The config and model of the checkpoint folder `dir`, which must be of `stage`.
+pub fn open_checkpoint<B: Backend>(
+    dir: &Path,
+    stage: Stage,
+    device: &B::Device,
+) -> Result<(StageConfig, Eknet<B>)> {
+    let cfg = StageConfig::load(&dir.join("config.yaml"))
+        .context("the checkpoint folder must hold config.yaml")?;
+    let mcfg = EknetConfig::from_stage(&cfg);
+    if mcfg.stage != stage {
+        let (is, wanted) = match stage {
+            Stage::Classify => ("stage-1", "a classification model"),
+            Stage::Pretrain => ("classification", "a stage-1 model"),
+        };
+        bail!(
+            "{} is a {is} checkpoint; this needs {wanted}",
+            dir.display()
+        );
+    }
+    let model = Eknet::<B>::new(&mcfg, device)
+        .load_file(dir.join("model"), &recorder(), device)
+        .with_context(|| format!("loading {}", dir.join("model.mpk").display()))?;
+    Ok((cfg, model))
+}
+
 /// Evaluates the stage-2 checkpoint in `dir`, writing results to `out`.
 pub fn run<B: Backend>(
     dir: &Path,
@@ -166,18 +191,7 @@ pub fn run<B: Backend>(
     resamples: usize,
     device: &B::Device,
 ) -> Result<EvalReport> {
-    let cfg = StageConfig::load(&dir.join("config.yaml"))
-        .context("the checkpoint folder must hold config.yaml")?;
-    let mcfg = EknetConfig::from_stage(&cfg);
-    if mcfg.stage != Stage::Classify {
-        bail!(
-            "{} is a stage-1 checkpoint; evaluate needs a classification model",
-            dir.display()
-        );
-    }
-    let model = Eknet::<B>::new(&mcfg, device)
-        .load_file(dir.join("model"), &recorder(), device)
-        .with_context(|| format!("loading {}", dir.join("model.mpk").display()))?;
+    let (cfg, model) = open_checkpoint::<B>(dir, Stage::Classify, device)?;
     let splits = open_splits(&cfg, None)?;
     let state = read_state(dir)?;
     check_class_order(dir, &state.classes, &splits.classes)?;

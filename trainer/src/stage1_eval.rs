@@ -4,15 +4,13 @@
 //! infer) and over every sample, overall with a bootstrap 95 % interval over records and per lead.
 //! 0 is no better than predicting zeros.
 
-use crate::checkpoint::recorder;
 use crate::data::cache::RecordCache;
-use crate::evaluate::{EvalSplit, open_test_cache, test_csv};
+use crate::evaluate::{EvalSplit, open_checkpoint, open_test_cache, test_csv};
 use crate::metrics::{Interval, bootstrap_rows, percentile_interval};
-use crate::model::{DropPlan, Eknet, EknetConfig, Stage, token_groups};
+use crate::model::{DropPlan, Eknet, Stage, token_groups};
 use crate::rng::Rng;
 use crate::train::{gather_batch, open_splits, seed_for, to_tensor};
-use anyhow::{Context, Result, bail};
-use burn::module::Module;
+use anyhow::{Result, bail};
 use burn::prelude::*;
 use eknet_shared::Lead;
 use eknet_shared::config::StageConfig;
@@ -137,15 +135,7 @@ pub fn run<B: Backend>(
     resamples: usize,
     device: &B::Device,
 ) -> Result<Stage1Report> {
-    let cfg = StageConfig::load(&dir.join("config.yaml"))
-        .context("the checkpoint folder must hold config.yaml")?;
-    let mcfg = EknetConfig::from_stage(&cfg);
-    if mcfg.stage != Stage::Pretrain {
-        bail!("{} is not a stage-1 checkpoint", dir.display());
-    }
-    let model = Eknet::<B>::new(&mcfg, device)
-        .load_file(dir.join("model"), &recorder(), device)
-        .with_context(|| format!("loading {}", dir.join("model.mpk").display()))?;
+    let (cfg, model) = open_checkpoint::<B>(dir, Stage::Pretrain, device)?;
     let splits = open_splits(&cfg, None)?;
     let test_cache;
     let cache = match split {
