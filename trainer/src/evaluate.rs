@@ -158,6 +158,15 @@ pub fn open_test_cache(cfg: &StageConfig, classes: &[String]) -> Result<RecordCa
     )
 }
 
+/// The test split's record cache, refused when no record gave a window.
+pub fn open_test_windows(cfg: &StageConfig, classes: &[String]) -> Result<RecordCache> {
+    let cache = open_test_cache(cfg, classes)?;
+    if cache.is_empty() {
+        bail!("test split {} gave no window", test_csv(cfg)?.display());
+    }
+    Ok(cache)
+}
+
 /// The config and model of the checkpoint folder `dir`, which must be of `stage`.
 pub fn open_checkpoint<B: Backend>(
     dir: &Path,
@@ -226,10 +235,7 @@ pub fn run<B: Backend>(
             &splits.val,
         ),
         EvalSplit::Test => {
-            test_cache = open_test_cache(&cfg, &splits.classes)?;
-            if test_cache.is_empty() {
-                bail!("test split {} gave no window", test_csv(&cfg)?.display());
-            }
+            test_cache = open_test_windows(&cfg, &splits.classes)?;
             (
                 predict(&model, &test_cache, batch, device),
                 to_bool(&test_cache.index.labels),

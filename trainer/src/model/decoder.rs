@@ -10,6 +10,7 @@
 
 use super::block::{Block, NormPlacement};
 use super::embed::conv3;
+use super::ints;
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -34,11 +35,6 @@ pub fn column_unorder() -> [usize; SLOT_COUNT] {
         }
     }
     inv
-}
-
-fn ints<B: Backend>(v: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
-    let data: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-    Tensor::from_data(TensorData::new(data, [v.len()]), device)
 }
 
 /// Tokens per column: the four leads recorded in one 2.5 s column of the sheet.
