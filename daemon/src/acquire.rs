@@ -14,8 +14,10 @@ use eknet_shared::Lead;
 use eknet_shared::layout::LEAD_ROWS;
 use eknet_shared::resample::StreamResampler;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::mpsc::SyncSender;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -187,6 +189,75 @@ fn event(reasons: String, index: Option<u64>) -> Job {
     }
 }
 
+/// Device events a full inference queue can hold back before the oldest is dropped and counted.
+pub const MAX_PENDING_EVENTS: usize = 256;
+
+/// How the reader hands jobs to the inference thread without ever blocking the async runtime.
+/// A live window is offered once: when the thread is behind it is dropped and counted (the next
+/// comes 2.5 s later). A device event (disconnect, gap, restart) must not be lost, so it waits
+/// here, in order, and is retried before every later job; only past [`MAX_PENDING_EVENTS`] is the
+/// oldest dropped, and counted.
+pub struct Outbox<'a> {
+    jobs: &'a SyncSender<Job>,
+    counters: &'a EngineCounters,
+    pending: VecDeque<Job>,
+}
+
+impl<'a> Outbox<'a> {
+    /// An empty outbox in front of `jobs`.
+    pub fn new(jobs: &'a SyncSender<Job>, counters: &'a EngineCounters) -> Outbox<'a> {
+        Outbox {
+            jobs,
+            counters,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Events still waiting for room in the queue.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Hands over waiting events while the queue has room.
+    pub fn flush(&mut self) {
+        while let Some(job) = self.pending.pop_front() {
+            match self.jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) => {
+                    self.pending.push_front(job);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends one job (see the type's documentation); never blocks.
+    pub fn send(&mut self, job: Job) {
+        self.flush();
+        if let Job::Live { .. } = job {
+            if self.pending.is_empty() {
+                offer(self.jobs, job, self.counters);
+            } else {
+                // Events wait for room: a window may not overtake them.
+                self.counters
+                    .dropped_windows
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.pending.push_back(job);
+        if self.pending.len() > MAX_PENDING_EVENTS {
+            self.pending.pop_front();
+            self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+        }
+        self.flush();
+    }
+}
+
 /// Reads the device until `shutdown` turns true, reconnecting as needed.
 pub async fn run_reader(
     cfg: ReaderConfig,
@@ -202,14 +273,8 @@ pub async fn run_reader(
     let mut backoff = BACKOFF_START;
     let mut pipeline = Pipeline::new(&cfg);
     let mut announced_failure = false;
-    let send = |job: Job| {
-        if let Job::Live { .. } = job {
-            offer(&jobs, job, &counters);
-        } else {
-            // Events are rare; block briefly rather than lose one.
-            let _ = jobs.send(job);
-        }
-    };
+    let mut out = Outbox::new(&jobs, &counters);
+    let mut send = |job: Job| out.send(job);
     loop {
         if *shutdown.borrow() {
             return;
@@ -449,5 +514,70 @@ fn handle_cyton(ev: cyton::Event, p: &mut Pipeline, st: &mut DeviceStatus, out: 
                 p.push(sample, 0, out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+    use crate::windows::LiveWindow;
+
+    fn live(start_index: u64) -> Job {
+        Job::Live {
+            window: LiveWindow {
+                start_index,
+                leads: Vec::new(),
+                lead_off: 0,
+            },
+            end_ms: 0,
+            arrived: Instant::now(),
+        }
+    }
+
+    fn what(job: &Job) -> String {
+        match job {
+            Job::Live { window, .. } => format!("live {}", window.start_index),
+            Job::Event { reasons, .. } => reasons.join(""),
+            Job::Upload { .. } => "upload".into(),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_holds_events_in_order_drops_windows_and_never_blocks() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let counters = EngineCounters::default();
+        let mut out = Outbox::new(&tx, &counters);
+        out.send(live(0)); // fills the queue
+        out.send(live(2500)); // no room: dropped, counted
+        out.send(event("gap".into(), None)); // waits here
+        out.send(live(5000)); // may not overtake the waiting event: dropped
+        out.send(event("reconnected".into(), None));
+        assert_eq!(out.pending(), 2);
+        assert_eq!(counters.dropped_windows.load(Ordering::Relaxed), 2);
+        let mut got = vec![what(&rx.recv().unwrap())];
+        out.flush();
+        got.push(what(&rx.recv().unwrap()));
+        out.send(live(7500)); // flushes the last event first, then finds no room
+        got.push(what(&rx.recv().unwrap()));
+        out.send(live(10000));
+        got.push(what(&rx.recv().unwrap()));
+        assert_eq!(got, ["live 0", "gap", "reconnected", "live 10000"]);
+        assert_eq!(counters.dropped_windows.load(Ordering::Relaxed), 3);
+        assert_eq!(counters.dropped_events.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_event_is_dropped_and_counted() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let counters = EngineCounters::default();
+        let mut out = Outbox::new(&tx, &counters);
+        for i in 0..MAX_PENDING_EVENTS + 11 {
+            out.send(event(format!("e{i}"), None));
+        }
+        assert_eq!(out.pending(), MAX_PENDING_EVENTS);
+        assert_eq!(counters.dropped_events.load(Ordering::Relaxed), 10);
+        assert_eq!(what(&rx.recv().unwrap()), "e0");
+        out.flush();
+        assert_eq!(what(&rx.recv().unwrap()), "e11");
     }
 }

@@ -7,7 +7,7 @@
 use crate::acquire::SharedStatus;
 use crate::engine::{EngineCounters, Job, ModelInfo};
 use crate::result::WindowResult;
-use crate::store::Store;
+use crate::store::{HistoryView, Store};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -36,8 +36,10 @@ pub const MAX_REPLAY: usize = 1000;
 /// Everything handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// History.
+    /// History (held by the engine while it writes: only ever locked off the async runtime).
     pub store: Arc<Mutex<Store>>,
+    /// What the history holds, without waiting for the file.
+    pub history: tokio::sync::watch::Receiver<HistoryView>,
     /// Stored results as they happen.
     pub events: broadcast::Sender<Arc<WindowResult>>,
     /// Device status.
@@ -88,6 +90,16 @@ impl ApiError {
             status,
             message: message.into(),
         }
+    }
+
+    /// The HTTP status the client gets.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message the client gets.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -185,10 +197,7 @@ fn lock_err() -> ApiError {
 
 async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let device = s.status.lock().map_err(|_| lock_err())?.clone();
-    let (stored, oldest, latest_id) = {
-        let st = s.store.lock().map_err(|_| lock_err())?;
-        (st.len(), st.oldest_id(), st.latest().map(|r| r.id))
-    };
+    let h = s.history.borrow().clone();
     let c = &s.counters;
     let classified = c.classified.load(Ordering::Relaxed);
     let total_us = c.inference_us_total.load(Ordering::Relaxed);
@@ -199,24 +208,51 @@ async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
             "classified": classified,
             "abstained": c.abstained.load(Ordering::Relaxed),
             "dropped_busy": c.dropped_windows.load(Ordering::Relaxed),
+            "device_events_dropped": c.dropped_events.load(Ordering::Relaxed),
             "device_events": c.events.load(Ordering::Relaxed),
             "uploads": c.uploads.load(Ordering::Relaxed),
             "last_inference_ms": c.last_inference_us.load(Ordering::Relaxed) as f64 / 1000.0,
             "mean_inference_ms": if classified > 0 { total_us as f64 / classified as f64 / 1000.0 } else { 0.0 },
             "last_pipeline_ms": c.last_pipeline_us.load(Ordering::Relaxed) as f64 / 1000.0,
         },
-        "history": { "stored": stored, "oldest_id": oldest, "latest_id": latest_id,
-                     "write_errors": c.store_errors.load(Ordering::Relaxed) },
+        "history": { "stored": h.stored, "oldest_id": h.oldest_id,
+                     "latest_id": h.latest.as_ref().map(|r| r.id),
+                     "write_errors": c.store_errors.load(Ordering::Relaxed),
+                     "appends_cut_back": h.appends_cut_back,
+                     "damaged_lines_skipped_at_start": h.skipped_lines,
+                     "torn_bytes_cut_at_start": h.recovered_torn_bytes },
         "uptime_s": s.started.elapsed().as_secs_f64(),
     })))
 }
 
-async fn latest(State(s): State<AppState>) -> Result<Json<WindowResult>, ApiError> {
-    let st = s.store.lock().map_err(|_| lock_err())?;
-    st.latest()
-        .cloned()
+async fn latest(State(s): State<AppState>) -> Result<Json<Arc<WindowResult>>, ApiError> {
+    let latest = s.history.borrow().latest.clone();
+    latest
         .map(Json)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no result yet"))
+}
+
+/// Reads results after `since` from the history file on a blocking thread: the engine holds the
+/// store while it syncs a write, and a slow disk must not stall the async runtime.
+async fn read_since(
+    s: &AppState,
+    since: u64,
+    limit: usize,
+) -> Result<(Vec<WindowResult>, Option<u64>), ApiError> {
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut st = store.lock().map_err(|_| lock_err())?;
+        let items = st.since(since, limit).map_err(|e| {
+            eprintln!("eknetd: reading history: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading the history failed (the daemon's log says why)",
+            )
+        })?;
+        Ok((items, st.oldest_id()))
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history task failed"))?
 }
 
 /// Parses `since` and `limit` (and nothing else).
@@ -254,17 +290,11 @@ async fn results(
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (since, limit) = page_query(q.as_deref())?;
-    let mut st = s.store.lock().map_err(|_| lock_err())?;
-    let items = st.since(since, limit).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reading history: {e}"),
-        )
-    })?;
+    let (items, oldest) = read_since(&s, since, limit).await?;
     let next = items.last().map(|r| r.id);
     Ok(Json(serde_json::json!({
         "results": items,
-        "oldest_id": st.oldest_id(),
+        "oldest_id": oldest,
         "next_since": next,
     })))
 }
@@ -295,13 +325,7 @@ async fn stream_results(
     let rx = s.events.subscribe();
     let (replay, truncated, last_sent) = match last {
         Some(id) => {
-            let mut st = s.store.lock().map_err(|_| lock_err())?;
-            let items = st.since(id, MAX_REPLAY + 1).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reading history: {e}"),
-                )
-            })?;
+            let (items, _) = read_since(&s, id, MAX_REPLAY + 1).await?;
             let truncated = items.len() > MAX_REPLAY;
             let items: Vec<WindowResult> = items.into_iter().take(MAX_REPLAY).collect();
             let last_sent = items.last().map_or(id, |r| r.id);
@@ -616,6 +640,25 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         "counter",
         "Windows dropped because the model was busy.",
         c.dropped_windows.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_device_events_dropped_total",
+        "counter",
+        "Device events dropped because the inference queue stayed full.",
+        c.dropped_events.load(Ordering::Relaxed) as f64,
+    );
+    let h = s.history.borrow().clone();
+    put(
+        "eknet_history_appends_cut_back_total",
+        "counter",
+        "History appends that failed and were cut back to the last whole line.",
+        h.appends_cut_back as f64,
+    );
+    put(
+        "eknet_history_damaged_lines_skipped",
+        "gauge",
+        "Damaged history lines skipped when the daemon started.",
+        h.skipped_lines as f64,
     );
     put(
         "eknet_inference_last_seconds",

@@ -8,7 +8,7 @@ use crate::config::DaemonConfig;
 use crate::engine::{Engine, EngineCounters, ModelInfo};
 use crate::store::{Store, StoreError};
 use eknet_runtime::{Classifier, RuntimeError};
-use eknet_shared::bundle::{Bundle, Precision};
+use eknet_shared::bundle::{Bundle, Manifest, Precision};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -106,8 +106,12 @@ fn pick_faster(bundle: &Bundle, threads: usize) -> Result<(Classifier, String), 
     Ok((pick, why))
 }
 
-/// Starts the daemon from a (validated) config.
-pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
+/// The slow, blocking part of starting: opening and checking the bundle, building (and, for
+/// `precision: auto`, timing) both plans, opening the history. Runs on a blocking thread, off the
+/// async runtime.
+fn open_model_and_history(
+    cfg: &DaemonConfig,
+) -> Result<(Classifier, String, Arc<Manifest>, PathBuf, Store), StartError> {
     let path: PathBuf = cfg.model.bundle.clone().ok_or(StartError::NoBundle)?;
     let bundle = Bundle::open(&path).map_err(RuntimeError::from)?;
     let (classifier, selection) = match cfg.model.precision.fixed() {
@@ -119,6 +123,17 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
     };
     let manifest = Arc::new(bundle.manifest.clone());
     drop(bundle);
+    let store = Store::open(&cfg.history.path, cfg.history.retention)?;
+    Ok((classifier, selection, manifest, path, store))
+}
+
+/// Starts the daemon from a (validated) config.
+pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
+    let owned = cfg.clone();
+    let (classifier, selection, manifest, path, store) =
+        tokio::task::spawn_blocking(move || open_model_and_history(&owned))
+            .await
+            .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
     let model = Arc::new(ModelInfo {
         bundle: path.display().to_string(),
         model_id: manifest.model_id.clone(),
@@ -127,8 +142,14 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
         threads: cfg.model.threads,
         classes: classifier.classes(),
     });
-    let store = Store::open(&cfg.history.path, cfg.history.retention)?;
     let recovered_torn_bytes = store.recovered_torn_bytes;
+    for (line, why) in &store.skipped_lines {
+        eprintln!(
+            "eknetd: history {}, line {line}: damaged, skipped ({why})",
+            cfg.history.path.display()
+        );
+    }
+    let (history_tx, history_rx) = watch::channel(store.view(true));
     let store = Arc::new(Mutex::new(store));
     let (events, _) = broadcast::channel(cfg.api.stream_buffer.max(1));
     let counters = Arc::new(EngineCounters::default());
@@ -137,6 +158,7 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
         classifier,
         manifest: manifest.clone(),
         store: store.clone(),
+        view: history_tx,
         events: events.clone(),
         counters: counters.clone(),
     };
@@ -177,6 +199,7 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
     };
     let state = AppState {
         store,
+        history: history_rx,
         events,
         status: status.clone(),
         counters,

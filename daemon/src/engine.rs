@@ -8,7 +8,7 @@ use crate::quality::{LeadQuality, heart_rate_bpm, window_quality};
 use crate::result::{
     Outcome, Source, Span, WindowResult, classification, now_ms, rfc3339_ms, verdicts,
 };
-use crate::store::Store;
+use crate::store::{HistoryView, Store};
 use crate::windows::{ELECTRODES, LiveWindow};
 use eknet_runtime::Classifier;
 use eknet_shared::Lead;
@@ -63,6 +63,9 @@ pub struct EngineCounters {
     pub uploads: AtomicU64,
     /// Live windows dropped because the inference queue was full.
     pub dropped_windows: AtomicU64,
+    /// Device events dropped because the inference queue stayed full for
+    /// [`MAX_PENDING_EVENTS`](crate::acquire::MAX_PENDING_EVENTS) of them.
+    pub dropped_events: AtomicU64,
     /// History write failures.
     pub store_errors: AtomicU64,
     /// Sum of inference microseconds (for the mean).
@@ -81,6 +84,8 @@ pub struct Engine {
     pub manifest: Arc<Manifest>,
     /// History (shared with the API's readers).
     pub store: Arc<Mutex<Store>>,
+    /// What the API shows of the history, published after every append.
+    pub view: tokio::sync::watch::Sender<HistoryView>,
     /// Where stored results are published.
     pub events: broadcast::Sender<Arc<WindowResult>>,
     /// Counters.
@@ -127,18 +132,26 @@ pub fn abstention_reasons(lead_off: u16, quality: &[(Lead, LeadQuality)]) -> Vec
 
 impl Engine {
     fn publish(&self, r: WindowResult) -> Option<Arc<WindowResult>> {
-        let stored = match self.store.lock() {
-            Ok(mut s) => s.append(r),
+        let (stored, mut view) = match self.store.lock() {
+            Ok(mut s) => {
+                let stored = s.append(r);
+                // Counts and ids only: the newest result is set below, shared, not cloned.
+                (stored, s.view(false))
+            }
             Err(_) => return None,
         };
         match stored {
             Ok(r) => {
                 let r = Arc::new(r);
+                view.latest = Some(r.clone());
+                self.view.send_replace(view);
                 // No subscriber is fine.
                 let _ = self.events.send(r.clone());
                 Some(r)
             }
             Err(e) => {
+                view.latest = self.view.borrow().latest.clone();
+                self.view.send_replace(view);
                 self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("eknetd: {e}");
                 None

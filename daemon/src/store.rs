@@ -1,6 +1,9 @@
 //! Result history: an append-only JSON-lines file, each result written and `fsync`ed before it is
 //! reported anywhere, so a kill -9 loses nothing that was reported. On open, a torn last line (a
-//! crash mid-write) is cut off and counted. Older results are dropped past the retention bound by
+//! crash mid-write) is cut off and counted, and a damaged line elsewhere is skipped and reported
+//! (a restart never refuses to start because of one). A failed or partial append is cut back to
+//! the last whole line at once, so the next result never lands behind half a line. A new file's
+//! folder is synced, so the file itself survives a power cut. Older results are dropped past the retention bound by
 //! rewriting the kept tail to a new file and renaming it into place. An index of (id, offset) lets
 //! queries read any retained result without holding them all in memory.
 
@@ -8,6 +11,7 @@ use crate::result::WindowResult;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why the history failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,25 @@ pub enum StoreError {
     },
 }
 
+/// What the API shows of the history without touching the file or waiting for a write: the
+/// engine publishes one after every append (`tokio::sync::watch`), so `/v1/status` and
+/// `/v1/results/latest` answer at once even while a slow disk holds the store.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryView {
+    /// Results retained.
+    pub stored: usize,
+    /// Oldest retained id.
+    pub oldest_id: Option<u64>,
+    /// The newest result.
+    pub latest: Option<Arc<WindowResult>>,
+    /// Damaged lines skipped when the file was opened.
+    pub skipped_lines: usize,
+    /// Bytes of a torn last line cut off when the file was opened.
+    pub recovered_torn_bytes: u64,
+    /// Failed appends cut back to the last whole line.
+    pub appends_cut_back: u64,
+}
+
 /// The history file.
 #[derive(Debug)]
 pub struct Store {
@@ -43,7 +66,23 @@ pub struct Store {
     retention: usize,
     /// Bytes cut off a torn last line when the file was opened.
     pub recovered_torn_bytes: u64,
+    /// Damaged lines found (and skipped) when the file was opened: 1-based line and why.
+    pub skipped_lines: Vec<(usize, String)>,
+    /// Appends that failed and were cut back to the last whole line since opening.
+    pub appends_cut_back: u64,
     latest: Option<WindowResult>,
+    /// Test hook: the next append writes this many bytes and then fails, as a full disk would.
+    #[cfg(test)]
+    fail_next_append_after: Option<usize>,
+}
+
+/// Syncs a folder, so a file created or renamed in it survives a power cut.
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
 }
 
 impl Store {
@@ -56,13 +95,18 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)
             .map_err(io)?;
-        let mut index = Vec::new();
+        if created {
+            sync_dir(path);
+        }
+        let mut index: Vec<(u64, u64, u32)> = Vec::new();
+        let mut skipped = Vec::new();
         let mut latest_line = None;
         let mut offset = 0u64;
         let mut torn = 0u64;
@@ -84,14 +128,18 @@ impl Store {
                     break;
                 }
                 let body = &line[..line.len() - 1];
-                let r: WindowResult =
-                    serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
-                        path: path.to_path_buf(),
-                        line: n,
-                        detail: e.to_string(),
-                    })?;
-                index.push((r.id, offset, body.len() as u32));
-                latest_line = Some(r);
+                match serde_json::from_slice::<WindowResult>(body) {
+                    Ok(r) if index.last().is_some_and(|(last, _, _)| r.id <= *last) => {
+                        skipped.push((n, format!("id {} does not follow the line before", r.id)));
+                    }
+                    Ok(r) => {
+                        index.push((r.id, offset, body.len() as u32));
+                        latest_line = Some(r);
+                    }
+                    // Damage in the middle (a disk error, an edit): the results around it
+                    // are still good, so skip the line and say so rather than refuse to start.
+                    Err(e) => skipped.push((n, e.to_string())),
+                }
                 offset += got as u64;
             }
         }
@@ -106,7 +154,11 @@ impl Store {
             end: offset,
             retention: retention.max(1),
             recovered_torn_bytes: torn,
+            skipped_lines: skipped,
+            appends_cut_back: 0,
             latest: latest_line,
+            #[cfg(test)]
+            fail_next_append_after: None,
         };
         if store.index.len() > store.retention {
             store.compact()?;
@@ -118,6 +170,19 @@ impl Store {
         StoreError::Io {
             path: self.path.clone(),
             source,
+        }
+    }
+
+    /// The current view (see [`HistoryView`]); `with_latest` clones the newest result into it
+    /// (the engine sets it from the result it just stored instead).
+    pub fn view(&self, with_latest: bool) -> HistoryView {
+        HistoryView {
+            stored: self.len(),
+            oldest_id: self.oldest_id(),
+            latest: self.latest.clone().filter(|_| with_latest).map(Arc::new),
+            skipped_lines: self.skipped_lines.len(),
+            recovered_torn_bytes: self.recovered_torn_bytes,
+            appends_cut_back: self.appends_cut_back,
         }
     }
 
@@ -147,8 +212,21 @@ impl Store {
         let mut line = serde_json::to_vec(&r).map_err(|e| self.io(std::io::Error::other(e)))?;
         let len = line.len() as u32;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|e| self.io(e))?;
-        self.file.sync_data().map_err(|e| self.io(e))?;
+        if let Err(e) = self.write_line(&line) {
+            // Whatever part of the line reached the file is cut off again, so the next append
+            // starts on a line boundary; the result was never reported.
+            self.appends_cut_back += 1;
+            let cut = self
+                .file
+                .set_len(self.end)
+                .and_then(|()| self.file.sync_data());
+            return Err(match cut {
+                Ok(()) => self.io(e),
+                Err(c) => self.io(std::io::Error::other(format!(
+                    "{e}; cutting the partial line back also failed: {c}"
+                ))),
+            });
+        }
         self.index.push((r.id, self.end, len));
         self.end += line.len() as u64;
         self.latest = Some(r.clone());
@@ -157,6 +235,17 @@ impl Store {
             self.compact()?;
         }
         Ok(r)
+    }
+
+    /// Writes one whole line and syncs it.
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.fail_next_append_after.take() {
+            self.file.write_all(&line[..n.min(line.len())])?;
+            return Err(std::io::Error::other("injected: no space left on device"));
+        }
+        self.file.write_all(line)?;
+        self.file.sync_data()
     }
 
     /// Results with id > `since`, oldest first, at most `limit`.
@@ -202,11 +291,7 @@ impl Store {
             dst.sync_all().map_err(|e| self.io(e))?;
         }
         std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))?;
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
+        sync_dir(&self.path);
         self.file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -293,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_line_in_the_middle_is_an_error_naming_it() {
+    fn a_damaged_line_in_the_middle_is_skipped_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("h.jsonl");
         {
@@ -303,7 +388,46 @@ mod tests {
         let mut text = std::fs::read_to_string(&p).unwrap();
         text.push_str("garbage\n");
         std::fs::write(&p, text).unwrap();
-        let e = Store::open(&p, 100).unwrap_err();
-        assert!(e.to_string().contains("line 2"), "{e}");
+        {
+            let mut s = Store::open(&p, 100).unwrap();
+            assert_eq!(s.skipped_lines.len(), 1);
+            assert_eq!(s.skipped_lines[0].0, 2);
+            assert_eq!(s.append(result("b")).unwrap().id, 2);
+        }
+        let mut s = Store::open(&p, 100).unwrap();
+        assert_eq!(s.skipped_lines.len(), 1, "{:?}", s.skipped_lines);
+        let all = s.since(0, 10).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|r| (r.id, r.reasons[0].as_str()))
+                .collect::<Vec<_>>(),
+            vec![(1, "a"), (2, "b")]
+        );
+    }
+
+    #[test]
+    fn a_partial_append_is_cut_back_and_the_next_one_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.jsonl");
+        let mut s = Store::open(&p, 100).unwrap();
+        s.append(result("a")).unwrap();
+        let len_before = std::fs::metadata(&p).unwrap().len();
+        s.fail_next_append_after = Some(17);
+        let e = s.append(result("lost")).unwrap_err();
+        assert!(e.to_string().contains("no space left"), "{e}");
+        assert_eq!(s.appends_cut_back, 1);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), len_before);
+        assert_eq!(s.append(result("b")).unwrap().id, 2);
+        drop(s);
+        let mut s = Store::open(&p, 100).unwrap();
+        assert!(s.skipped_lines.is_empty(), "{:?}", s.skipped_lines);
+        assert_eq!(s.recovered_torn_bytes, 0);
+        let all = s.since(0, 10).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|r| r.reasons[0].as_str())
+                .collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
     }
 }

@@ -69,12 +69,35 @@ pub struct RecordMeta {
     pub ignored_signals: Vec<String>,
 }
 
+/// The lowest sampling rate a record may state: below it a QRS complex (about 100 ms) is not
+/// resolved at all, and a rate this low in a file is a unit error, not an ECG.
+pub const MIN_RATE_HZ: f64 = 50.0;
+/// The highest sampling rate a record may state (research-grade front-ends reach 16 kHz; pacemaker
+/// spike detection is done at the device). Bounding it bounds every filter sized from the rate.
+pub const MAX_RATE_HZ: f64 = 20_000.0;
+/// The most samples one lead may hold: one hour at 1 kHz. Bounds the memory a record (from a file
+/// or an upload) can make every later stage allocate.
+pub const MAX_SAMPLES_PER_LEAD: usize = 3_600_000;
+
 /// Why a set of leads cannot form a [`Record`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RecordError {
     /// The sampling rate is not a positive finite number.
     #[error("sampling rate {0} Hz is not a positive finite number")]
     BadRate(f64),
+    /// The sampling rate is outside [`MIN_RATE_HZ`]..=[`MAX_RATE_HZ`].
+    #[error("sampling rate {0} Hz is outside the accepted {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz")]
+    RateOutOfRange(f64),
+    /// A lead holds more than [`MAX_SAMPLES_PER_LEAD`] samples.
+    #[error(
+        "lead {lead} holds {len} samples; at most {MAX_SAMPLES_PER_LEAD} are accepted (one hour at 1 kHz)"
+    )]
+    TooLong {
+        /// The lead.
+        lead: Lead,
+        /// Its length.
+        len: usize,
+    },
     /// No lead at all.
     #[error("record has no leads")]
     NoLeads,
@@ -117,7 +140,9 @@ pub struct Record {
 }
 
 impl Record {
-    /// Builds a record, checking the rate, that leads are unique and that all have one length.
+    /// Builds a record, checking the rate (finite, within [`MIN_RATE_HZ`]..=[`MAX_RATE_HZ`]), the
+    /// length (at most [`MAX_SAMPLES_PER_LEAD`]), that leads are unique and that all have one
+    /// length. Every reader and the upload path make records here, so all inherit the bounds.
     pub fn new(
         meta: RecordMeta,
         sample_rate_hz: f64,
@@ -126,10 +151,19 @@ impl Record {
         if !(sample_rate_hz.is_finite() && sample_rate_hz > 0.0) {
             return Err(RecordError::BadRate(sample_rate_hz));
         }
+        if !(MIN_RATE_HZ..=MAX_RATE_HZ).contains(&sample_rate_hz) {
+            return Err(RecordError::RateOutOfRange(sample_rate_hz));
+        }
         let (first, first_len) = match leads.first() {
             Some((lead, samples)) => (*lead, samples.len()),
             None => return Err(RecordError::NoLeads),
         };
+        if first_len > MAX_SAMPLES_PER_LEAD {
+            return Err(RecordError::TooLong {
+                lead: first,
+                len: first_len,
+            });
+        }
         let mut map = BTreeMap::new();
         for (lead, samples) in leads {
             if samples.len() != first_len {
@@ -241,6 +275,28 @@ mod tests {
             id: "t".into(),
             ..RecordMeta::default()
         }
+    }
+
+    #[test]
+    fn rejects_rates_and_lengths_outside_the_bounds() {
+        for rate in [1e12, 20_000.5, 49.9, 1.0] {
+            let e = Record::new(meta(), rate, vec![(Lead::I, vec![0.0; 10])]).unwrap_err();
+            assert_eq!(e, RecordError::RateOutOfRange(rate));
+            assert!(e.to_string().contains("50-20000 Hz"), "{e}");
+        }
+        for rate in [MIN_RATE_HZ, 257.0, MAX_RATE_HZ] {
+            assert!(Record::new(meta(), rate, vec![(Lead::I, vec![0.0; 10])]).is_ok());
+        }
+        let e = Record::new(
+            meta(),
+            1000.0,
+            vec![(Lead::II, vec![0.0; MAX_SAMPLES_PER_LEAD + 1])],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, RecordError::TooLong { lead: Lead::II, len } if len == MAX_SAMPLES_PER_LEAD + 1),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub const KAISER_BETA: f64 = 7.857;
 /// The largest number of filter phases accepted (bounds memory for odd rate pairs).
 pub const MAX_PHASES: u64 = 20_000;
 
+/// The most filter coefficients a resampler may tabulate (phases x taps, 16 MiB of `f32`): the
+/// bound on what a stated rate can make it allocate, whatever the caller checked before.
+pub const MAX_BANK_COEFFICIENTS: usize = 4 << 20;
+
 /// Why two rates cannot be resampled between.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ResampleError {
@@ -40,6 +44,18 @@ pub enum ResampleError {
         to: f64,
         /// Phases needed.
         phases: u64,
+    },
+    /// The rates are so far apart that the anti-aliasing filter would be too long.
+    #[error(
+        "cannot resample {from} Hz to {to} Hz: the filter would need {coefficients} coefficients (max {MAX_BANK_COEFFICIENTS})"
+    )]
+    FilterTooLong {
+        /// Input rate.
+        from: f64,
+        /// Output rate.
+        to: f64,
+        /// Coefficients needed (phases x taps).
+        coefficients: u128,
     },
 }
 
@@ -100,6 +116,16 @@ impl Resampler {
         // Cut-off in cycles per input sample.
         let fc = 0.5 * ROLLOFF * (up as f64 / down as f64).min(1.0);
         let half_width = ZERO_CROSSINGS / (2.0 * fc);
+        // Sized in floating point and checked before anything is allocated: a stated rate of
+        // 1e12 Hz would otherwise ask for 10^11 taps.
+        let coefficients = (up as f64) * 2.0 * half_width.ceil();
+        if !(coefficients.is_finite() && coefficients <= MAX_BANK_COEFFICIENTS as f64) {
+            return Err(ResampleError::FilterTooLong {
+                from: from_hz,
+                to: to_hz,
+                coefficients: coefficients.min(u128::MAX as f64) as u128,
+            });
+        }
         let half_taps = half_width.ceil() as usize;
         let taps = 2 * half_taps;
         let norm = bessel_i0(KAISER_BETA);
@@ -335,6 +361,15 @@ mod tests {
         assert_eq!(ratio(257.0, 500.0).unwrap(), (500, 257));
         assert_eq!(ratio(250.0, 500.0).unwrap(), (2, 1));
         assert!(matches!(ratio(0.0, 500.0), Err(ResampleError::BadRate(_))));
+        // The upload that once aborted the daemon: a rate of 1e12 Hz sized a 10^11-tap filter.
+        let e = Resampler::new(1e12, 500.0).unwrap_err();
+        assert!(
+            matches!(e, ResampleError::FilterTooLong { coefficients, .. } if coefficients > 1 << 30),
+            "{e}"
+        );
+        assert!(e.to_string().contains("1000000000000 Hz to 500 Hz"), "{e}");
+        assert!(Resampler::new(20_000.0, 500.0).is_ok());
+        assert!(Resampler::new(50.0, 500.0).is_ok());
         assert!(matches!(
             ratio(257.123, 500.0),
             Err(ResampleError::Ratio { .. })

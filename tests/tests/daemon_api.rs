@@ -51,6 +51,19 @@ fn record_json(id: usize, drop_lead: Option<&str>, seconds: Option<usize>) -> St
     v.to_string()
 }
 
+/// Twelve leads of ten values each, stated at 10^12 Hz.
+fn absurd_rate_json() -> String {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "eknet_meta".into(),
+        serde_json::json!({ "sample_rate_hz": 1e12 }),
+    );
+    for l in eknet_shared::Lead::ALL {
+        m.insert(l.name().into(), serde_json::json!(vec![0.1; 10]));
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
 fn gzip(b: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(b).unwrap();
@@ -179,6 +192,14 @@ async fn uploads_bad_requests_tokens_and_routes() {
             ],
             415,
             "content type",
+        ),
+        (
+            // Once aborted eknetd: the resampler sized its filter from the rate first.
+            "rate 1e12 Hz",
+            absurd_rate_json().into_bytes(),
+            auth.to_vec(),
+            422,
+            "outside the accepted 50-20000 Hz",
         ),
         (
             "bad gzip",
