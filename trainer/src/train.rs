@@ -356,7 +356,7 @@ where
     O1: Optimizer<Eknet<B>, B>,
     O2: Optimizer<Eknet<B>, B>,
 {
-    let tmp = dir.with_extension("part");
+    let tmp = checkpoint::part_dir(dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
@@ -370,14 +370,10 @@ where
         .context("saving optimiser")?;
     rec.record(opt_plain.to_record(), tmp.join("optim_plain"))
         .context("saving optimiser")?;
-    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
     std::fs::write(tmp.join("config.yaml"), cfg.to_yaml())?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::rename(&tmp, dir)
-        .with_context(|| format!("moving checkpoint into {}", dir.display()))?;
-    Ok(())
+    // Written last: a folder with state.json holds everything else too.
+    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+    checkpoint::swap_in(dir)
 }
 
 /// Trains the stage the config names. `stage` is the stage the command expects.
@@ -436,7 +432,18 @@ pub fn train<B: AutodiffBackend>(
     };
     let mut copy = None;
     let last = run.join("last");
-    if opts.resume && last.join("state.json").exists() {
+    let resume_from = if opts.resume {
+        checkpoint::prepare_resume(&last)?
+    } else {
+        checkpoint::ResumeFrom::Nothing
+    };
+    if opts.resume && resume_from == checkpoint::ResumeFrom::Nothing {
+        eprintln!(
+            "resume: no checkpoint at {}; starting from the beginning",
+            last.display()
+        );
+    }
+    if resume_from == checkpoint::ResumeFrom::Checkpoint {
         let rec = recorder();
         model = model
             .load_file(last.join("model"), &rec, device)

@@ -299,3 +299,51 @@ fn evaluate_and_export_refuse_a_checkpoint_whose_classes_are_in_another_order() 
     assert!(format!("{e:#}").contains("not the split's"), "{e:#}");
     assert!(!tmp.path().join("m.eknet").exists());
 }
+
+#[test]
+fn two_builders_of_one_cache_take_turns_and_a_damaged_cache_is_rebuilt() {
+    use eknet_trainer::data::cache::{RecordCache, checksum};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 24, 5);
+    let classes = vec!["SINE".to_string(), "SHIFT".to_string()];
+    let cache_dir = tmp.path().join("cache");
+    let open = || {
+        RecordCache::open_or_build(
+            &data.join("k0_train.csv"),
+            &data,
+            &classes,
+            &cache_dir,
+            "k0_train",
+        )
+        .unwrap()
+    };
+    // Two builders at once (threads open the lock file separately, as two processes would).
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(open);
+        let b = s.spawn(open);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.index, b.index);
+    assert_eq!(a.record_count(), 16);
+    let data_file = cache_dir.join("k0_train.records.f32");
+    let bytes = std::fs::read(&data_file).unwrap();
+    assert_eq!(checksum(&bytes), a.index.data_checksum);
+    assert_eq!(a.leads_10s(3, 0), b.leads_10s(3, 0));
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let want = a.leads_10s(5, 0);
+    drop((a, b));
+    // Damage the data file (same length): its checksum no longer matches, so it is rebuilt.
+    let mut damaged = bytes.clone();
+    damaged[4000] ^= 0x40;
+    std::fs::write(&data_file, &damaged).unwrap();
+    let c = open();
+    assert_eq!(c.leads_10s(5, 0), want);
+    assert_eq!(std::fs::read(&data_file).unwrap(), bytes);
+}

@@ -3,8 +3,15 @@
 //! leads), stored whole in one flat little-endian f32 file (record by record, lead by lead in
 //! [`Lead::ALL`] order) and memory-mapped, plus a JSON index (record paths, lengths, labels, which
 //! labels are unknown, and a fingerprint of the inputs so a changed split file rebuilds the
-//! cache). Training cuts a 10 s window at any offset from it (random crops of longer records);
-//! evaluation takes each record's first window, exactly as `record_windows` would.
+//! cache) and a checksum of the data file. Training cuts a 10 s window at any offset from it
+//! (random crops of longer records); evaluation takes each record's first window, exactly as
+//! `record_windows` would.
+//!
+//! Two processes may open the same cache at once (a training run and an `evaluate`): an advisory
+//! lock on `NAME.lock` makes the second wait while the first builds, each build writes to its own
+//! temporary files (named with the process id and time), and the index (renamed in last) carries
+//! the data file's checksum, so a cache whose data does not match its index is rebuilt, never
+//! used.
 
 use super::split::{SplitRow, read_split};
 use anyhow::{Context, Result, bail};
@@ -20,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub const WINDOW_VALUES: usize = SLOT_COUNT * SLOT_SAMPLES;
 /// Leads stored per record.
 pub const LEADS: usize = 12;
-const CACHE_FORMAT: u32 = 2;
+const CACHE_FORMAT: u32 = 3;
 
 /// The cache's index file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,6 +51,8 @@ pub struct CacheIndex {
     pub offsets: Vec<u64>,
     /// Records that gave no window, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Checksum of the data file ([`checksum`]).
+    pub data_checksum: u64,
 }
 
 /// A split's cached records, memory-mapped.
@@ -66,6 +75,77 @@ fn fnv1a(chunks: &[&[u8]]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// FNV-1a over the data's 64-bit little-endian words (and its trailing bytes): checks a whole
+/// cache file in a fraction of a second.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut c = Checksum::default();
+    c.update(bytes);
+    c.finish()
+}
+
+/// [`checksum`], fed piece by piece as the data file is written.
+#[derive(Debug, Clone)]
+pub struct Checksum {
+    h: u64,
+    carry: Vec<u8>,
+}
+
+impl Default for Checksum {
+    fn default() -> Checksum {
+        Checksum {
+            h: 0xcbf2_9ce4_8422_2325,
+            carry: Vec::with_capacity(8),
+        }
+    }
+}
+
+impl Checksum {
+    fn word(&mut self, w: &[u8]) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        self.h ^= u64::from_le_bytes(a);
+        self.h = self.h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    /// Adds bytes.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        if !self.carry.is_empty() {
+            let take = (8 - self.carry.len()).min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.carry.len() < 8 {
+                return;
+            }
+            let w = std::mem::take(&mut self.carry);
+            self.word(&w);
+            self.carry = w;
+            self.carry.clear();
+        }
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.word(w);
+        }
+        self.carry.extend_from_slice(words.remainder());
+    }
+
+    /// The checksum of everything added.
+    pub fn finish(mut self) -> u64 {
+        for b in std::mem::take(&mut self.carry) {
+            self.h ^= b as u64;
+            self.h = self.h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.h
+    }
+}
+
+/// A name no other process (or call) uses for its temporary file.
+fn unique_tmp(path: &Path, ext: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    path.with_extension(format!("{ext}.{}.{nanos}.part", std::process::id()))
 }
 
 fn paths(cache_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
@@ -95,11 +175,24 @@ impl RecordCache {
             data_dir.to_string_lossy().as_bytes(),
         ]);
         let (data_path, index_path) = paths(cache_dir, name);
+        std::fs::create_dir_all(cache_dir)
+            .with_context(|| format!("creating {}", cache_dir.display()))?;
+        // Held until this function returns: a second process waits here while the first builds.
+        let lock_path = cache_dir.join(format!("{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
         if let Ok(text) = std::fs::read_to_string(&index_path)
             && let Ok(index) = serde_json::from_str::<CacheIndex>(&text)
             && index.fingerprint == fingerprint
             && index.format == CACHE_FORMAT
             && let Ok(cache) = RecordCache::map(index, &data_path)
+            && checksum(&cache.map) == cache.index.data_checksum
         {
             return Ok(cache);
         }
@@ -214,7 +307,7 @@ fn build(
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = data_path.with_extension("f32.part");
+    let tmp = unique_tmp(data_path, "f32");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = BufWriter::new(file);
@@ -228,8 +321,11 @@ fn build(
         lengths: Vec::new(),
         offsets: Vec::new(),
         skipped: Vec::new(),
+        data_checksum: 0,
     };
     let mut offset = 0u64;
+    let mut sum = Checksum::default();
+    let mut bytes = Vec::new();
     for row in rows {
         let path = data_dir.join(format!("{}.ecgzip", row.path));
         let record = ecgzip::read(&path)
@@ -252,9 +348,10 @@ fn build(
         let n = record.len_samples();
         for lead in Lead::ALL {
             let v = record.lead(lead).unwrap_or(&[]);
-            for &x in v {
-                w.write_all(&x.to_le_bytes())?;
-            }
+            bytes.clear();
+            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+            sum.update(&bytes);
+            w.write_all(&bytes)?;
         }
         index.offsets.push(offset);
         offset += (n * LEADS) as u64;
@@ -274,10 +371,43 @@ fn build(
         );
     }
     w.flush()?;
-    drop(w);
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    index.data_checksum = sum.finish();
     std::fs::rename(&tmp, data_path)?;
-    let index_tmp = index_path.with_extension("json.part");
+    let index_tmp = unique_tmp(index_path, "json");
     std::fs::write(&index_tmp, serde_json::to_vec(&index)?)?;
+    std::fs::File::open(&index_tmp)?.sync_all()?;
     std::fs::rename(&index_tmp, index_path)?;
     Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checksum_fed_in_pieces_is_the_checksum_of_the_whole() {
+        let data: Vec<u8> = (0..1001u32).map(|i| (i * 37 % 251) as u8).collect();
+        let whole = checksum(&data);
+        for cuts in [
+            vec![3usize, 5, 900],
+            vec![1, 1, 1, 8, 16],
+            vec![500],
+            vec![],
+        ] {
+            let mut c = Checksum::default();
+            let mut at = 0;
+            for n in cuts {
+                c.update(&data[at..at + n]);
+                at += n;
+            }
+            c.update(&data[at..]);
+            assert_eq!(c.finish(), whole);
+        }
+        let mut flipped = data.clone();
+        flipped[600] ^= 1;
+        assert_ne!(checksum(&flipped), whole);
+    }
 }
