@@ -50,6 +50,8 @@ pub struct Running {
     pub server: tokio::task::JoinHandle<()>,
     /// The reader task, when a device is configured.
     pub reader: Option<tokio::task::JoinHandle<()>>,
+    /// The inference thread: it ends when every sender of its queue is gone.
+    pub engine: Option<std::thread::JoinHandle<()>>,
     /// Model facts.
     pub model: Arc<ModelInfo>,
     /// Device status.
@@ -58,13 +60,31 @@ pub struct Running {
     pub recovered_torn_bytes: u64,
 }
 
+/// How long [`Running::stop`] waits for the inference thread to finish the window in hand.
+pub const ENGINE_STOP_WAIT: Duration = Duration::from_secs(3);
+
 impl Running {
-    /// Stops everything and waits for the server and reader.
+    /// Stops everything: the reader stops reading, event streams end, the server finishes the
+    /// requests in flight; then, with every sender of its queue gone, the inference thread
+    /// finishes (and stores) the windows already handed to it and ends. Waits for the thread at
+    /// most [`ENGINE_STOP_WAIT`].
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         if let Some(r) = self.reader {
             let _ = r.await;
+        }
+        if let Some(engine) = self.engine {
+            let joined = tokio::task::spawn_blocking(move || engine.join());
+            if tokio::time::timeout(ENGINE_STOP_WAIT, joined)
+                .await
+                .is_err()
+            {
+                eprintln!(
+                    "eknetd: the inference thread did not finish within {} s; stopping anyway",
+                    ENGINE_STOP_WAIT.as_secs()
+                );
+            }
         }
     }
 }
@@ -162,7 +182,7 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
         events: events.clone(),
         counters: counters.clone(),
     };
-    std::thread::Builder::new()
+    let engine = std::thread::Builder::new()
         .name("eknet-infer".into())
         .spawn(move || engine.run(jobs_rx))
         .map_err(StartError::Thread)?;
@@ -241,6 +261,7 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
         shutdown,
         server,
         reader,
+        engine: Some(engine),
         model,
         status,
         recovered_torn_bytes,

@@ -131,6 +131,9 @@ pub struct ApiSection {
     pub body_limit: usize,
     /// Results a client may fall behind on the event stream before it is told it lagged.
     pub stream_buffer: usize,
+    /// Serve a non-loopback address without a token. Off by default: results about patients
+    /// must not be readable by anyone on the ward network unless someone decided so.
+    pub allow_open_network: bool,
 }
 
 impl Default for ApiSection {
@@ -140,6 +143,7 @@ impl Default for ApiSection {
             token: None,
             body_limit: 4 << 20,
             stream_buffer: 256,
+            allow_open_network: false,
         }
     }
 }
@@ -251,6 +255,20 @@ impl DaemonConfig {
         if self.history.retention == 0 {
             return Err(("history.retention".into(), "must be at least 1".into()));
         }
+        if !self.api.listen.ip().is_loopback()
+            && self.api.token.is_none()
+            && !self.api.allow_open_network
+        {
+            return Err((
+                "api.listen".into(),
+                format!(
+                    "{} is reachable from other machines but no api.token is set: set a token \
+                     (--token-file), or api.allow_open_network: true (--allow-open-network) to \
+                     serve results to anyone who can reach it",
+                    self.api.listen
+                ),
+            ));
+        }
         self.cyton_map()
             .map_err(|e| ("serial.cyton_channels".into(), e))?;
         if self.serial.cyton_gain.is_nan() || self.serial.cyton_gain <= 0.0 {
@@ -284,5 +302,35 @@ impl DaemonConfig {
     /// Hop in samples at 500 Hz.
     pub fn hop_samples(&self) -> usize {
         (self.windows.hop_s * 500.0).round().max(1.0) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_network_address_without_a_token_is_refused_unless_allowed() {
+        let mut cfg = DaemonConfig::default();
+        assert!(cfg.validate().is_ok(), "loopback, no token: fine");
+        cfg.api.listen = "0.0.0.0:8780".parse().unwrap();
+        let (key, why) = cfg.validate().unwrap_err();
+        assert_eq!(key, "api.listen");
+        assert!(why.contains("no api.token is set"), "{why}");
+        cfg.api.token = Some("s3cret".into());
+        assert!(cfg.validate().is_ok());
+        cfg.api.token = None;
+        cfg.api.allow_open_network = true;
+        assert!(cfg.validate().is_ok());
+        cfg.api.allow_open_network = false;
+        cfg.api.listen = "[::1]:8780".parse().unwrap();
+        assert!(cfg.validate().is_ok(), "IPv6 loopback");
+    }
+
+    #[test]
+    fn the_shipped_config_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/daemon.yaml");
+        let cfg = DaemonConfig::load(&p).unwrap();
+        assert!(!cfg.api.allow_open_network);
     }
 }

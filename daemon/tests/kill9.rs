@@ -1,6 +1,7 @@
-//! `eknetd` as a process, fed by the simulator over a pty, killed with SIGKILL right after it
+//! `eknetd` as a process, fed by the simulator over a pty. Killed with SIGKILL right after it
 //! reported results: every result it had reported is in the history when it starts again, and
-//! the restarted daemon serves them and continues the ids.
+//! the restarted daemon serves them and continues the ids. Stopped with SIGTERM or SIGINT: it
+//! exits 0 within 5 s, closes its event streams, and every result it streamed is stored.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -155,6 +156,129 @@ async fn kill_9_loses_nothing_that_was_reported() {
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
     child.kill().unwrap();
     child.wait().unwrap();
+    let _ = stop.send(true);
+    let _ = sim.await;
+}
+
+/// Opens `/v1/stream` and returns the socket once the response headers are in.
+fn open_stream(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    write!(s, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "stream closed before its headers"
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_stop_within_5_s_closing_streams_and_storing_what_was_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fixture(dir.path());
+    let link = dir.path().join("ecg");
+    let history = dir.path().join("history.jsonl");
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = SimOptions {
+        records: (1..=3)
+            .map(|i| data_dir().join("ludb/data").join(i.to_string()))
+            .collect(),
+        speed: 10.0,
+        link: Some(link.clone()),
+        quiet: true,
+        loop_forever: true,
+        ..SimOptions::default()
+    };
+    let sim = tokio::spawn(eknet_daemon::sim::run(opts, rx));
+    for signal in ["-TERM", "-INT"] {
+        let addr = free_addr();
+        let mut child = spawn(&bundle, &link, &history, addr);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            assert!(Instant::now() < deadline, "{signal}: daemon did not answer");
+            if tokio::task::spawn_blocking(move || get(addr, "/healthz"))
+                .await
+                .unwrap()
+                .is_some()
+            {
+                break tokio::task::spawn_blocking(move || open_stream(addr))
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // Read the stream on a thread: result ids as they come, until the daemon closes it.
+        let reader = std::thread::spawn(move || {
+            let mut stream = stream;
+            let mut text = String::new();
+            let mut buf = [0u8; 4096];
+            let mut ids = Vec::new();
+            let closed = loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    Err(_) => break false,
+                }
+                for line in text.split('\n') {
+                    if let Some(id) = line.strip_prefix("id:")
+                        && let Ok(id) = id.trim().parse::<u64>()
+                        && !ids.contains(&id)
+                    {
+                        ids.push(id);
+                    }
+                }
+            };
+            (closed, ids)
+        });
+        // Let a few windows through, then ask it to stop.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(5),
+                "{signal}: still running 5 s after the signal"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(exit.success(), "{signal}: exit status {exit:?}");
+        let (closed, streamed) = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        assert!(closed, "{signal}: the event stream was not closed");
+        assert!(
+            !streamed.is_empty(),
+            "{signal}: nothing streamed before the signal"
+        );
+        let mut s = Store::open(&history, 1000).unwrap();
+        assert!(s.skipped_lines.is_empty() && s.recovered_torn_bytes == 0);
+        let stored: Vec<u64> = s.since(0, 1000).unwrap().iter().map(|r| r.id).collect();
+        for id in &streamed {
+            assert!(
+                stored.contains(id),
+                "{signal}: streamed {id}, not stored {stored:?}"
+            );
+        }
+        assert_eq!(stored, (1..=stored.len() as u64).collect::<Vec<_>>());
+    }
     let _ = stop.send(true);
     let _ = sim.await;
 }

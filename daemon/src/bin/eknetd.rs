@@ -56,6 +56,9 @@ struct Cli {
     /// Read the bearer token from this file.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Serve a non-loopback --listen address without a token (refused otherwise).
+    #[arg(long)]
+    allow_open_network: bool,
     /// Largest request body in bytes.
     #[arg(long)]
     body_limit: Option<usize>,
@@ -152,6 +155,9 @@ fn merged(cli: &Cli) -> Result<DaemonConfig> {
     }
     if let Some(v) = cli.body_limit {
         cfg.api.body_limit = v;
+    }
+    if cli.allow_open_network {
+        cfg.api.allow_open_network = true;
     }
     if let Some(v) = &cli.history {
         cfg.history.path = v.clone();
