@@ -21,7 +21,6 @@ use eknet_shared::bundle::Manifest;
 use eknet_shared::layout::WINDOW_SAMPLES;
 use futures_util::stream::{self, Stream, StreamExt};
 use std::convert::Infallible;
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
@@ -225,11 +224,11 @@ async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
     })))
 }
 
-async fn latest(State(s): State<AppState>) -> Result<Json<Arc<WindowResult>>, ApiError> {
+async fn latest(State(s): State<AppState>) -> Result<Response, ApiError> {
     let latest = s.history.borrow().latest.clone();
-    latest
-        .map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no result yet"))
+    let r = latest.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no result yet"))?;
+    // Serialised from the shared result, not a clone of it.
+    Ok(Json(&*r).into_response())
 }
 
 /// Reads results after `since` from the history file on a blocking thread: the engine holds the
@@ -394,38 +393,13 @@ fn is_gzip(headers: &HeaderMap, body: &[u8]) -> bool {
 
 /// The twelve leads of an uploaded record's first 10 s at 500 Hz.
 pub fn upload_leads(body: &[u8], gzip: bool) -> Result<Vec<Vec<f32>>, ApiError> {
-    let json = if gzip {
-        let mut out = String::new();
-        flate2::read::GzDecoder::new(body)
-            .take(MAX_DECOMPRESSED + 1)
-            .read_to_string(&mut out)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("body is not valid gzip: {e}"),
-                )
-            })?;
-        if out.len() as u64 > MAX_DECOMPRESSED {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("decompressed body exceeds {MAX_DECOMPRESSED} bytes"),
-            ));
-        }
-        out
-    } else {
-        String::from_utf8(body.to_vec()).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body is neither UTF-8 JSON nor gzip",
-            )
-        })?
-    };
-    let origin = std::path::Path::new("request body");
-    let record = eknet_shared::ecgzip::from_json(&json, origin, "upload").map_err(|e| {
-        use eknet_shared::ecgzip::EcgzipError;
-        let status = match e {
-            EcgzipError::Json { .. } => StatusCode::BAD_REQUEST,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
+    use eknet_shared::ecgzip::{BodyError, EcgzipError};
+    let record = eknet_shared::ecgzip::from_body(body, gzip, MAX_DECOMPRESSED).map_err(|e| {
+        let status = match &e {
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Gzip(_) | BodyError::NotUtf8 => StatusCode::BAD_REQUEST,
+            BodyError::Record(EcgzipError::Json { .. }) => StatusCode::BAD_REQUEST,
+            BodyError::Record(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, e.to_string())
     })?;

@@ -112,6 +112,43 @@ pub fn from_bytes(bytes: &[u8], path: &Path, id: &str) -> Result<Record, EcgzipE
     from_json(&json, path, id)
 }
 
+/// Why a request body (the daemon's `POST /v1/classify`) is not a record.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Declared or detected gzip that does not decompress.
+    #[error("body is not valid gzip: {0}")]
+    Gzip(std::io::Error),
+    /// Decompresses to more than the limit.
+    #[error("decompressed body exceeds {0} bytes")]
+    TooLarge(u64),
+    /// Plain bytes that are not UTF-8.
+    #[error("body is neither UTF-8 JSON nor gzip")]
+    NotUtf8,
+    /// JSON that is not a record (malformed, wrong shape, bad rate or leads).
+    #[error(transparent)]
+    Record(#[from] EcgzipError),
+}
+
+/// Reads a request body (plain JSON, or gzip when `gzip`) as a record named `upload`: at most
+/// `max_decompressed` bytes are inflated, whatever the body claims. The daemon's upload path and
+/// its fuzz target both call this.
+pub fn from_body(body: &[u8], gzip: bool, max_decompressed: u64) -> Result<Record, BodyError> {
+    let json = if gzip {
+        let mut out = String::new();
+        GzDecoder::new(body)
+            .take(max_decompressed.saturating_add(1))
+            .read_to_string(&mut out)
+            .map_err(BodyError::Gzip)?;
+        if out.len() as u64 > max_decompressed {
+            return Err(BodyError::TooLarge(max_decompressed));
+        }
+        out
+    } else {
+        String::from_utf8(body.to_vec()).map_err(|_| BodyError::NotUtf8)?
+    };
+    Ok(from_json(&json, Path::new("request body"), "upload")?)
+}
+
 /// Parses the decompressed JSON text of an `.ecgzip` (also the body of the daemon's classify
 /// request).
 pub fn from_json(json: &str, path: &Path, id: &str) -> Result<Record, EcgzipError> {

@@ -11,6 +11,7 @@
 //! - [`layout`]: the clinical 3x4 format as the model's `[15][1250]` input, token rows and columns.
 //! - [`preprocess`]: the one pipeline from any record to model windows, used by trainer and daemon.
 //! - [`rhythm`]: R peaks, heart rate and R-R irregularity of one lead.
+//! - [`measure`]: 12-lead delineation and global measurements (intervals, QTc, axes, statements).
 //! - [`labels`]: PTB-XL SCP statements, SNOMED CT and LUDB text mapped onto them.
 //! - [`config`]: the seed-compatible YAML configs of both training stages.
 //! - [`data`]: where the shared real records live.
@@ -28,6 +29,7 @@ pub mod io;
 pub mod labels;
 pub mod layout;
 pub mod lead;
+pub mod measure;
 pub mod preprocess;
 pub mod record;
 pub mod resample;

@@ -1,7 +1,8 @@
 //! WFDB records: header parsing ([`header`]), signal decoding ([`signal`]) and conversion to a
 //! [`Record`] in millivolts, including the CinC `.mat` files (format `16+24`) and LUDB's gain
-//! quirk (see [`Scaling`]).
+//! quirk (see [`Scaling`]); annotation files in [`annotation`].
 
+pub mod annotation;
 pub mod header;
 pub mod signal;
 

@@ -1,0 +1,231 @@
+//! Validates the measurement engine's delineation against LUDB's cardiologist annotations:
+//! per-boundary sensitivity, PPV and timing error, per-record global intervals, heart rate and
+//! QRS axis category, twice: (a) with the shipped boundary shifts, which were fitted on all 200
+//! records (their timing means are in-sample), and (b) two-fold cross-validated (shifts fitted on
+//! records 1-100, scored on 101-200, and the reverse; the held-out halves pooled).
+//! `cargo run --release -p eknet-shared --example ludb_delineation`.
+//!
+//! Options (environment): `LUDB_PARAMS` a JSON object overriding [`DelineationParams`] fields;
+//! `LUDB_WORST=boundary` lists the ten records with the largest mean absolute error of that
+//! boundary (`qrs_on`, `qrs_off`, `p_on`, `p_off`, `t_off`) or global interval (`pr`, `qrs`,
+//! `qt`), with the shipped shifts; `LUDB_PCT`, `LUDB_AXES`, `LUDB_HR` print error percentiles,
+//! per-record axes and heart rates.
+
+use eknet_shared::measure::DelineationParams;
+use eknet_shared::measure::reference::{
+    Boundary, RecordEvaluation, Shifts, Summary, cross_validate_ludb, evaluate_ludb_record, mean_sd,
+};
+use std::process::ExitCode;
+
+const WINDOW_MS: f64 = 150.0;
+
+fn main() -> ExitCode {
+    let here = std::env::current_dir().unwrap_or_default();
+    let data = match eknet_shared::data::require_data_dir(&here) {
+        Ok(d) => d.join("ludb").join("data"),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let params: DelineationParams = match std::env::var("LUDB_PARAMS") {
+        Ok(json) => match serde_json::from_str(&json) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("LUDB_PARAMS: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => DelineationParams::default(),
+    };
+    if let Ok(k) = std::env::var("LUDB_RECORD") {
+        dump_record(&data, &params, &k);
+        return ExitCode::SUCCESS;
+    }
+    let mut evals = Vec::new();
+    for k in 1..=200 {
+        let path = data.join(k.to_string());
+        match evaluate_ludb_record(&path, &params, WINDOW_MS) {
+            Ok(e) => evals.push(e),
+            Err(e) => {
+                eprintln!("record {k}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let summary = Summary::of(&evals);
+    print!(
+        "{}",
+        summary.table(
+            &format!(
+                "(a) SHIPPED shifts ({}), fitted on all 200 LUDB records: timing means in-sample",
+                Shifts::of(&params)
+            ),
+            WINDOW_MS
+        )
+    );
+    let names = |r: std::ops::RangeInclusive<usize>| r.map(|k| k.to_string()).collect::<Vec<_>>();
+    let folds = vec![names(1..=100), names(101..=200)];
+    let cv = match cross_validate_ludb(&data, &folds, &params, WINDOW_MS) {
+        Ok(cv) => cv,
+        Err(e) => {
+            eprintln!("cross-validation: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!();
+    print!(
+        "{}",
+        Summary::of(&cv.held_out).table(
+            &format!(
+                "(b) CROSS-VALIDATED, two folds, held-out records pooled: \
+                 records 1-100 scored with shifts fitted on 101-200 ({}); \
+                 records 101-200 with shifts fitted on 1-100 ({})",
+                cv.fold_shifts[0], cv.fold_shifts[1]
+            ),
+            WINDOW_MS
+        )
+    );
+    println!(
+        "\nshifts fitted on all 200 records now (median unshifted error, negated): {}",
+        cv.all_shifts
+    );
+    extra_reports(&summary, &evals);
+    ExitCode::SUCCESS
+}
+
+fn extra_reports(summary: &Summary, evals: &[RecordEvaluation]) {
+    if std::env::var("LUDB_PCT").is_ok() {
+        for (b, sc) in &summary.boundaries {
+            let mut e = sc.errors_ms.clone();
+            e.sort_by(f64::total_cmp);
+            let q = |p: f64| {
+                e.get(((e.len().max(1) - 1) as f64 * p) as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            println!(
+                "{:<8} p2.5 {:>6.0} p10 {:>6.0} p25 {:>6.0} p50 {:>6.0} p75 {:>6.0} p90 {:>6.0} p97.5 {:>6.0}",
+                b.label(),
+                q(0.025),
+                q(0.1),
+                q(0.25),
+                q(0.5),
+                q(0.75),
+                q(0.9),
+                q(0.975)
+            );
+        }
+    }
+    if std::env::var("LUDB_AXES").is_ok() {
+        for e in evals {
+            println!(
+                "axis {} {:?} {:?}",
+                e.id, e.stated_axis, e.measured.qrs_axis_deg
+            );
+        }
+    }
+    if std::env::var("LUDB_HR").is_ok() {
+        for e in evals {
+            let r = e.reference.rr_mean_ms.map(|rr| 60_000.0 / rr);
+            println!("hr {} ref {:?} measured {:?}", e.id, r, e.measured.hr_bpm);
+        }
+    }
+    let Ok(which) = std::env::var("LUDB_WORST") else {
+        return;
+    };
+    type Interval = fn(&RecordEvaluation) -> (Option<f64>, Option<f64>);
+    let interval: Option<(&str, Interval)> = match which.as_str() {
+        "pr" => Some(("PR", |e| (e.measured.pr_ms, e.reference.pr_ms))),
+        "qrs" => Some(("QRS", |e| (e.measured.qrs_ms, e.reference.qrs_ms))),
+        "qt" => Some(("QT", |e| (e.measured.qt_ms, e.reference.qt_ms))),
+        _ => None,
+    };
+    if let Some((name, get)) = interval {
+        let mut rows: Vec<(f64, String)> = evals
+            .iter()
+            .filter_map(|e| {
+                let (m, r) = get(e);
+                let r = r?;
+                Some(match m {
+                    Some(m) => (
+                        (m - r).abs(),
+                        format!(
+                            "record {:>3}: measured {m:>6.0} annotated {r:>6.0} error {:>6.0}",
+                            e.id,
+                            m - r
+                        ),
+                    ),
+                    None => (
+                        f64::INFINITY,
+                        format!("record {:>3}: unmeasured, annotated {r:>6.0}", e.id),
+                    ),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        println!("\nworst records for global {name}:");
+        for (_, r) in rows.iter().take(10) {
+            println!("{r}");
+        }
+        return;
+    }
+    let b = match which.as_str() {
+        "p_on" => Boundary::POn,
+        "p_off" => Boundary::POff,
+        "qrs_on" => Boundary::QrsOn,
+        "qrs_off" => Boundary::QrsOff,
+        _ => Boundary::TOff,
+    };
+    let idx = Boundary::ALL.iter().position(|x| *x == b).unwrap_or(0);
+    let mut rows: Vec<(f64, String)> = evals
+        .iter()
+        .map(|e| {
+            let s = &e.boundaries[idx];
+            let mae =
+                s.errors_ms.iter().map(|v| v.abs()).sum::<f64>() / s.errors_ms.len().max(1) as f64;
+            let (m, sd) = mean_sd(&s.errors_ms).unwrap_or((0.0, 0.0));
+            (
+                mae + 50.0 * (s.false_negatives + s.false_positives) as f64,
+                format!(
+                    "record {:>3}: TP {:>2} FN {:>2} FP {:>2} mean {:>7.1} SD {:>6.1}",
+                    e.id, s.true_positives, s.false_negatives, s.false_positives, m, sd
+                ),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!("\nworst records for {}:", b.label());
+    for (_, r) in rows.iter().take(10) {
+        println!("{r}");
+    }
+}
+
+/// `LUDB_RECORD=k`: one record's detected beats next to the reference waves (samples).
+fn dump_record(data: &std::path::Path, params: &DelineationParams, k: &str) {
+    use eknet_shared::measure::reference::ludb_reference;
+    let path = data.join(k);
+    let (Ok(record), Ok(reference)) = (
+        eknet_shared::wfdb::read_record(&path),
+        ludb_reference(&path),
+    ) else {
+        eprintln!("record {k} unreadable");
+        return;
+    };
+    let m = eknet_shared::measure::measure_with(&record, params);
+    for b in &m.beats {
+        println!(
+            "beat r {:>5} p {:?}-{:?} qrs {:?}-{:?} t_off {:?}",
+            b.r, b.p_on, b.p_off, b.qrs_on, b.qrs_off, b.t_off
+        );
+    }
+    for (name, waves) in [
+        ("P", &reference.p),
+        ("QRS", &reference.qrs),
+        ("T", &reference.t),
+    ] {
+        for w in waves {
+            println!("ref {name:<3} {:?} {} {:?}", w.onset, w.peak, w.offset);
+        }
+    }
+}

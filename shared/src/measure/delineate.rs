@@ -1,0 +1,994 @@
+//! Multi-lead beat detection and wave delineation (P onset/offset, QRS onset/offset, T offset)
+//! of a 500 Hz record, global over the leads as a 12-lead cart measures (earliest onset, latest
+//! offset).
+//!
+//! - Spikes: pacemaker spikes (one- or two-sample excursions on all leads, [`super::spikes`])
+//!   are interpolated out of the leads the boundaries are found on, so the low-pass filters do
+//!   not smear them into the QRS; beat detection still sees them.
+//! - Envelope: each usable lead is high-passed (0.5 Hz) and low-passed (40 Hz for the QRS, 12 Hz
+//!   for P and T), zero phase; the multi-lead "spatial velocity" `sqrt(sum_lead slope^2)` is large
+//!   wherever *any* lead moves (the multi-lead analogue of the wavelet modulus used by Martínez
+//!   et al., IEEE TBME 51(4), 2004).
+//! - Beats: peaks of the 40 Hz envelope integrated over 80 ms above a fraction of the record's
+//!   second-strongest beat, 250 ms refractory period, and Pan and Tompkins' T-wave
+//!   discrimination up to 360 ms (IEEE TBME 32(3), 1985).
+//! - QRS: on the record's median beat (beats aligned by cross-correlation; those of the dominant
+//!   morphology averaged), the QRS extends outward from the envelope's peak while the envelope
+//!   stays above a small fraction of that peak, short dips tolerated; the boundaries are mapped
+//!   back to every beat of that morphology. Other beats (ectopics) are delineated on their own.
+//! - T offset: per lead, the trapezium-area method of Zhang et al. (IEEE TBME 53(7), 2006) after
+//!   the T peak (the most prominent extremum after the ST segment, so a sloping ST segment is
+//!   not taken for the T wave); the global offset is the third latest over every lead with a T
+//!   wave of at least 0.03 mV (robust to one lead's noise), and beats far from the record's
+//!   median QT take the median.
+//! - P: first on the median beat of the 12 Hz leads (signal-averaged P wave, Fukunami et al.,
+//!   Circulation 83(1), 1991): the most prominent deviation from the level before the QRS in a
+//!   window after the previous T; onset and offset where the 12 Hz envelope falls below a
+//!   fraction of the P's slope humps. That P (all leads) is then a template slid over each beat
+//!   (from 80 ms earlier to 20 ms later): a beat whose best placement correlates at 0.8 or more
+//!   has the median's P there, so beats with another PR (wandering pacemaker, first-degree
+//!   block changing) keep theirs. Where most beats match no template, each beat is searched on
+//!   its own, and P waves are kept only when the record's PR intervals are consistent, so
+//!   atrial fibrillation's f waves give none.
+//!
+//! Each boundary has a constant shift (the threshold crossings lag or lead the annotated
+//! boundary by a fixed amount): minus the median error of the unshifted detector against
+//! LUDB's cardiologist annotations, fitted on all 200 records ([`super::reference::fit_shifts`]).
+//! `examples/ludb_delineation.rs` prints the validation with these shifts (in-sample for the five
+//! constants) and two-fold cross-validated ([`super::reference::cross_validate_ludb`]).
+
+use super::filter::{Biquad, filtfilt};
+use serde::{Deserialize, Serialize};
+
+/// Tunable constants of the delineator (times in ms, fractions of the relevant slope hump).
+/// The defaults are those validated on LUDB (`examples/ludb_delineation.rs`); the five shifts
+/// are the fit on all 200 LUDB records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DelineationParams {
+    /// Beat detection: a QRS candidate is kept when its integrated envelope exceeds this fraction
+    /// of the record's reference beat (the second-largest candidate).
+    pub beat_threshold: f64,
+    /// QRS onset: fraction of the first slope hump.
+    pub qrs_on_frac: f64,
+    /// QRS offset: fraction of the last slope hump.
+    pub qrs_off_frac: f64,
+    /// Noise multiple for the median beat's QRS thresholds.
+    pub qrs_median_noise_mult: f64,
+    /// A beat belongs to the median beat's morphology at this QRS correlation.
+    pub median_min_corr: f64,
+    /// Dips of the envelope shorter than this stay inside the QRS (ms).
+    pub qrs_gap_ms: f64,
+    /// Multiple of the record's resting envelope level added to the QRS thresholds.
+    pub qrs_noise_mult: f64,
+    /// Shift added to every QRS onset (ms).
+    pub qrs_on_shift_ms: f64,
+    /// Shift added to every QRS offset (ms).
+    pub qrs_off_shift_ms: f64,
+    /// P onset: fraction of the ascending-slope hump.
+    pub p_on_frac: f64,
+    /// P offset: fraction of the descending-slope hump.
+    pub p_off_frac: f64,
+    /// The P search window ends this long before the QRS onset (ms).
+    pub p_gap_ms: f64,
+    /// A P wave is kept when its PR is within this of the record's median PR (ms).
+    pub p_pr_tolerance_ms: f64,
+    /// Shift added to every P onset (ms).
+    pub p_on_shift_ms: f64,
+    /// A beat takes the median beat's P where its best placement correlates at least this much.
+    pub p_match_min_corr: f64,
+    /// ... with a gain (beat over template) within `1 / p_match_max_gain ..= p_match_max_gain`.
+    pub p_match_max_gain: f64,
+    /// The template slides up to this much earlier than in the median beat (ms) ...
+    pub p_match_early_ms: f64,
+    /// ... and up to this much later (ms).
+    pub p_match_late_ms: f64,
+    /// Shift added to every P offset (ms).
+    pub p_off_shift_ms: f64,
+    /// A P wave must reach this amplitude (mV, spatial magnitude) ...
+    pub p_min_mv: f64,
+    /// ... and this multiple of the record's resting envelope level, scaled to amplitude.
+    pub p_snr: f64,
+    /// Which per-lead T end is global: 0 the latest, 1 the second latest, ...
+    pub t_rank: usize,
+    /// Leads whose T wave is below this fraction of the largest are not used (default 0: every
+    /// lead whose T wave clears 0.03 mV counts, as the global T end is the latest over all
+    /// leads, small T waves included; `t_rank` guards against one lead's noise).
+    pub t_lead_min: f64,
+    /// Trapezium width after the steepest point (ms).
+    pub t_window_ms: f64,
+    /// T ends further than this from the record's median QT take the median (negative: off).
+    pub t_outlier_ms: f64,
+    /// Shift added to every T offset (ms).
+    pub t_off_shift_ms: f64,
+}
+
+impl Default for DelineationParams {
+    fn default() -> Self {
+        DelineationParams {
+            beat_threshold: 0.3,
+            qrs_on_frac: 0.03,
+            qrs_off_frac: 0.03,
+            qrs_gap_ms: 12.0,
+            qrs_median_noise_mult: 1.0,
+            median_min_corr: 0.9,
+            qrs_noise_mult: 2.0,
+            qrs_on_shift_ms: -14.0,
+            qrs_off_shift_ms: 12.0,
+            p_on_frac: 0.15,
+            p_off_frac: 0.15,
+            p_on_shift_ms: 0.0,
+            p_match_min_corr: 0.8,
+            p_match_max_gain: 2.5,
+            p_match_early_ms: 80.0,
+            p_match_late_ms: 20.0,
+            p_gap_ms: 20.0,
+            p_pr_tolerance_ms: 40.0,
+            p_off_shift_ms: -32.0,
+            p_min_mv: 0.01,
+            p_snr: 1.5,
+            t_off_shift_ms: -4.0,
+            t_outlier_ms: 40.0,
+            t_rank: 2,
+            t_lead_min: 0.0,
+            t_window_ms: 150.0,
+        }
+    }
+}
+
+/// One beat's fiducial points as sample indices (`None` where the wave was not found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    /// The QRS's centre: the largest multi-lead slope of the complex.
+    pub r: usize,
+    /// P-wave onset.
+    pub p_on: Option<usize>,
+    /// P-wave offset.
+    pub p_off: Option<usize>,
+    /// QRS onset.
+    pub qrs_on: Option<usize>,
+    /// QRS offset.
+    pub qrs_off: Option<usize>,
+    /// T-wave offset.
+    pub t_off: Option<usize>,
+}
+
+/// The filtered leads and envelopes delineation works on.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Sampling rate (Hz).
+    pub rate: f64,
+    /// Baseline-removed leads (0.5 Hz high-pass), pacemaker spikes interpolated out, mV.
+    pub base: Vec<Vec<f32>>,
+    /// Baseline-removed, 40 Hz low-passed leads (QRS).
+    pub fast: Vec<Vec<f32>>,
+    /// Baseline-removed, 12 Hz low-passed leads (P and T).
+    pub slow: Vec<Vec<f32>>,
+    /// Spatial velocity of `fast` (mV per sample).
+    pub sv_fast: Vec<f32>,
+    /// Spatial velocity of `slow` (mV per sample).
+    pub sv_slow: Vec<f32>,
+    /// Spatial velocity of the 40 Hz leads with the pacemaker spikes left in, for beat
+    /// detection only (a paced beat's spike is part of its energy); `sv_fast` without spikes.
+    pub sv_detect: Vec<f32>,
+    /// Pacemaker (or other narrow) spikes found, as inclusive sample spans.
+    pub spikes: Vec<(usize, usize)>,
+}
+
+/// Filters the leads (all the same length, finite) at `rate` Hz; narrow spikes
+/// ([`super::spikes`]) are interpolated out of the leads the boundaries are found on.
+pub fn prepare(leads: &[&[f32]], rate: f64) -> Prepared {
+    let pad = (2.0 * rate) as usize;
+    let hp = [Biquad::high_pass(0.5, rate)];
+    let lp_fast = [Biquad::low_pass(40.0, rate)];
+    let lp_slow = [Biquad::low_pass(12.0, rate)];
+    let spikes = super::spikes::find_spikes(leads);
+    let mut base: Vec<Vec<f32>> = leads.iter().map(|l| filtfilt(l, &hp, pad)).collect();
+    let sv_detect = if spikes.is_empty() {
+        None
+    } else {
+        let with_spikes: Vec<Vec<f32>> = base.iter().map(|l| filtfilt(l, &lp_fast, pad)).collect();
+        let refs: Vec<&[f32]> = base.iter().map(Vec::as_slice).collect();
+        let cleaned = super::spikes::remove_spikes(&refs, &spikes);
+        base = cleaned;
+        Some(spatial_velocity(&with_spikes, 2))
+    };
+    let fast: Vec<Vec<f32>> = base.iter().map(|l| filtfilt(l, &lp_fast, pad)).collect();
+    let slow: Vec<Vec<f32>> = base.iter().map(|l| filtfilt(l, &lp_slow, pad)).collect();
+    let sv_fast = spatial_velocity(&fast, 2);
+    let sv_slow = spatial_velocity(&slow, 4);
+    Prepared {
+        rate,
+        base,
+        fast,
+        slow,
+        sv_detect: sv_detect.unwrap_or_else(|| sv_fast.clone()),
+        sv_fast,
+        sv_slow,
+        spikes,
+    }
+}
+
+/// `sqrt(sum_lead ((x[i+k] - x[i-k]) / 2k)^2)`: the multi-lead slope magnitude.
+pub fn spatial_velocity(leads: &[Vec<f32>], k: usize) -> Vec<f32> {
+    let n = leads.first().map_or(0, Vec::len);
+    (0..n)
+        .map(|i| {
+            let a = i.saturating_sub(k);
+            let b = (i + k).min(n.saturating_sub(1));
+            let span = (b - a).max(1) as f32;
+            leads
+                .iter()
+                .map(|l| ((l[b] - l[a]) / span).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        })
+        .collect()
+}
+
+fn ms(rate: f64, v: f64) -> usize {
+    (v * rate / 1000.0).round().max(0.0) as usize
+}
+
+fn shift(i: usize, by_ms: f64, rate: f64, n: usize) -> usize {
+    let s = (by_ms * rate / 1000.0).round() as i64;
+    (i as i64 + s).clamp(0, n.saturating_sub(1) as i64) as usize
+}
+
+fn argmax(x: &[f32], a: usize, b: usize) -> Option<usize> {
+    (a..b.min(x.len())).max_by(|&i, &j| x[i].total_cmp(&x[j]))
+}
+
+fn percentile(x: &[f32], q: f64) -> f32 {
+    let mut v: Vec<f32> = x.iter().copied().filter(|v| v.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f32::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// QRS centres: peaks of the fast envelope integrated over 80 ms.
+pub fn detect_beats(p: &Prepared, params: &DelineationParams) -> Vec<usize> {
+    let n = p.sv_fast.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let energy: Vec<f32> = p.sv_detect.iter().map(|v| v * v).collect();
+    let integrated: Vec<f32> = crate::rhythm::moving_average(&energy, ms(p.rate, 80.0))
+        .into_iter()
+        .map(f32::sqrt)
+        .collect();
+    let half = ms(p.rate, 200.0);
+    // Candidates: local maxima over +-200 ms.
+    let mut cands: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let a = i.saturating_sub(half);
+        let b = (i + half + 1).min(n);
+        if argmax(&integrated, a, b) == Some(i) && integrated[i] > 0.0 {
+            cands.push(i);
+            i += half;
+        } else {
+            i += 1;
+        }
+    }
+    let mut heights: Vec<f32> = cands.iter().map(|&c| integrated[c]).collect();
+    heights.sort_by(|a, b| b.total_cmp(a));
+    let Some(&reference) = heights.get(1).or(heights.first()) else {
+        return Vec::new();
+    };
+    let threshold = params.beat_threshold as f32 * reference;
+    let refractory = ms(p.rate, 250.0);
+    // T-wave discrimination (Pan & Tompkins, IEEE TBME 32(3), 1985): a candidate within 360 ms
+    // of the previous beat whose steepest slope is under half the previous beat's is its T wave.
+    let t_window = ms(p.rate, 360.0);
+    let near = ms(p.rate, 60.0);
+    let slope = |c: usize| {
+        argmax(&p.sv_detect, c.saturating_sub(near), c + near + 1).map_or(0.0, |k| p.sv_detect[k])
+    };
+    let mut beats: Vec<usize> = Vec::new();
+    for c in cands.into_iter().filter(|&c| integrated[c] >= threshold) {
+        if let Some(&last) = beats.last()
+            && c >= last + refractory
+            && c < last + t_window
+            && slope(c) < 0.5 * slope(last)
+        {
+            continue;
+        }
+        // The centre is the integrated envelope's peak: the QRS's energy centroid, stable
+        // from beat to beat even where a symmetric complex has two equal slope maxima.
+        let centre = c;
+        match beats.last() {
+            Some(&last) if centre < last + refractory => {
+                if integrated[centre] > integrated[last]
+                    && let Some(l) = beats.last_mut()
+                {
+                    *l = centre;
+                }
+            }
+            _ => beats.push(centre),
+        }
+    }
+    beats
+}
+
+/// Walks from `from` in `dir` (-1 or +1) while `env` stays above `thr` and above the next
+/// local minimum; stops at `limit`. Returns the boundary index.
+fn walk(env: &[f32], from: usize, dir: i64, thr: f32, limit: usize) -> usize {
+    let mut i = from;
+    loop {
+        let beyond = if dir < 0 { i <= limit } else { i >= limit };
+        if beyond || i + 1 >= env.len() || i == 0 {
+            return i;
+        }
+        if env[i] < thr {
+            return i;
+        }
+        let next = if dir < 0 { i - 1 } else { i + 1 };
+        // A local minimum that is already low ends the wave too (the next wave starts).
+        if env[next] > env[i] && env[i] < 2.0 * thr {
+            return i;
+        }
+        i = next;
+    }
+}
+
+/// The outer edge of a wave: from `from`, walks in `dir` (-1 or +1) towards `limit` and returns
+/// the outermost sample whose envelope reaches `thr`, tolerating dips below it shorter than
+/// `gap` samples (between the slopes of one wave); `None` when the envelope never settles below
+/// `thr` before `limit`.
+fn extent(env: &[f32], from: usize, dir: i64, thr: f32, gap: usize, limit: usize) -> Option<usize> {
+    let mut last_above = from;
+    let mut i = from;
+    loop {
+        if env[i] >= thr {
+            last_above = i;
+        } else if i.abs_diff(last_above) >= gap {
+            return Some(last_above);
+        }
+        let beyond = if dir < 0 { i <= limit } else { i >= limit };
+        if beyond || (dir < 0 && i == 0) || (dir > 0 && i + 1 >= env.len()) {
+            return None;
+        }
+        i = if dir < 0 { i - 1 } else { i + 1 };
+    }
+}
+
+/// The record's median beat: for each lead, the sample-wise median over the beats of
+/// `signals[lead][centre - pre .. centre + post]`, after aligning each beat on the first median
+/// by cross-correlation over the QRS (+-10 ms); with the beats of the dominant morphology (QRS
+/// correlation with the median at least `min_corr`), their aligned centres, and the median.
+#[derive(Debug, Clone)]
+pub struct MedianBeat {
+    /// Per-lead median beat, `pre + post` samples, the centre at `pre`.
+    pub leads: Vec<Vec<f32>>,
+    /// Samples before the centre.
+    pub pre: usize,
+    /// For each beat, its aligned centre when it belongs to the dominant morphology.
+    pub aligned: Vec<Option<usize>>,
+}
+
+fn median_of(v: &mut [f32]) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
+fn build_median(signals: &[Vec<f32>], centres: &[usize], pre: usize, post: usize) -> Vec<Vec<f32>> {
+    let n = signals.first().map_or(0, Vec::len);
+    let usable: Vec<usize> = centres
+        .iter()
+        .copied()
+        .filter(|&c| c >= pre && c + post <= n)
+        .collect();
+    if usable.is_empty() {
+        return Vec::new();
+    }
+    let mut column = vec![0.0f32; usable.len()];
+    signals
+        .iter()
+        .map(|l| {
+            (0..pre + post)
+                .map(|j| {
+                    for (slot, &c) in column.iter_mut().zip(&usable) {
+                        *slot = l[c - pre + j];
+                    }
+                    median_of(&mut column)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Pearson correlation of a beat (centre `c`) with the median over `[-half, half]` of the
+/// centre, all leads concatenated.
+fn correlation(
+    signals: &[Vec<f32>],
+    median: &[Vec<f32>],
+    pre: usize,
+    c: usize,
+    half: usize,
+) -> f64 {
+    let n = signals.first().map_or(0, Vec::len);
+    if c < half || c + half >= n || pre < half {
+        return 0.0;
+    }
+    let (mut sxy, mut sxx, mut syy, mut sx, mut sy, mut m) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (l, t) in signals.iter().zip(median) {
+        for j in 0..=2 * half {
+            let x = l[c - half + j] as f64;
+            let y = t[pre - half + j] as f64;
+            sxy += x * y;
+            sxx += x * x;
+            syy += y * y;
+            sx += x;
+            sy += y;
+            m += 1.0;
+        }
+    }
+    let cov = sxy - sx * sy / m;
+    let vx = sxx - sx * sx / m;
+    let vy = syy - sy * sy / m;
+    if vx <= 0.0 || vy <= 0.0 {
+        return 0.0;
+    }
+    cov / (vx * vy).sqrt()
+}
+
+/// Builds the median beat of `signals` around `centres`.
+pub fn median_beat(
+    signals: &[Vec<f32>],
+    centres: &[usize],
+    pre: usize,
+    post: usize,
+    rate: f64,
+    min_corr: f64,
+) -> Option<MedianBeat> {
+    let first = build_median(signals, centres, pre, post);
+    if first.is_empty() {
+        return None;
+    }
+    let half = ms(rate, 60.0);
+    let slack = ms(rate, 10.0) as i64;
+    let aligned: Vec<Option<usize>> = centres
+        .iter()
+        .map(|&c| {
+            let (best, corr) = (-slack..=slack)
+                .filter_map(|s| {
+                    let cc = c as i64 + s;
+                    (cc >= 0).then(|| {
+                        (
+                            cc as usize,
+                            correlation(signals, &first, pre, cc as usize, half),
+                        )
+                    })
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))?;
+            (corr >= min_corr).then_some(best)
+        })
+        .collect();
+    let members: Vec<usize> = aligned.iter().flatten().copied().collect();
+    if members.len() < 2 {
+        return None;
+    }
+    let leads = build_median(signals, &members, pre, post);
+    if leads.is_empty() {
+        return None;
+    }
+    Some(MedianBeat {
+        leads,
+        pre,
+        aligned,
+    })
+}
+
+/// Delineates every beat of a prepared record.
+pub fn delineate(p: &Prepared, params: &DelineationParams) -> Vec<Beat> {
+    let n = p.sv_fast.len();
+    let centres = detect_beats(p, params);
+    let rate = p.rate;
+    let rest_fast = percentile(&p.sv_fast, 0.3);
+    let rest_slow = percentile(&p.sv_slow, 0.3);
+    let mut beats: Vec<Beat> = Vec::with_capacity(centres.len());
+    // The median beat's QRS boundaries, relative to its centre, for beats of its morphology.
+    let (pre, post) = (ms(rate, 250.0), ms(rate, 250.0));
+    let median = median_beat(&p.fast, &centres, pre, post, rate, params.median_min_corr);
+    let median_qrs = median.as_ref().and_then(|m| {
+        let sv = spatial_velocity(&m.leads, 2);
+        let c = argmax(&sv, pre - ms(rate, 60.0), pre + ms(rate, 60.0))?;
+        let peak = sv[c];
+        let rest = percentile(&sv, 0.3);
+        let noise = params.qrs_median_noise_mult as f32 * rest;
+        let gap = ms(rate, params.qrs_gap_ms);
+        let lo_lim = pre - ms(rate, 200.0);
+        let hi_lim = pre + ms(rate, 200.0);
+        let on = extent(
+            &sv,
+            c,
+            -1,
+            params.qrs_on_frac as f32 * peak + noise,
+            gap,
+            lo_lim,
+        )?;
+        let off = extent(
+            &sv,
+            c,
+            1,
+            params.qrs_off_frac as f32 * peak + noise,
+            gap,
+            hi_lim,
+        )?;
+        Some((pre - on, off - pre))
+    });
+    // Pass 1: QRS boundaries.
+    for (k, &c) in centres.iter().enumerate() {
+        let prev = k.checked_sub(1).map(|j| centres[j]);
+        let next = centres.get(k + 1).copied();
+        let left_limit = prev
+            .map_or(0, |q| (q + c) / 2)
+            .max(c.saturating_sub(ms(rate, 200.0)));
+        let right_limit = next
+            .map_or(n - 1, |q| (q + c) / 2)
+            .min(c + ms(rate, 200.0))
+            .min(n - 1);
+        let gap = ms(rate, params.qrs_gap_ms);
+        let (on, off) = {
+            let near = ms(rate, 60.0);
+            let c = argmax(
+                &p.sv_fast,
+                c.saturating_sub(near).max(left_limit),
+                (c + near).min(right_limit),
+            )
+            .unwrap_or(c);
+            let peak = p.sv_fast[c];
+            let noise = params.qrs_noise_mult as f32 * rest_fast;
+            let on_thr = params.qrs_on_frac as f32 * peak + noise;
+            let off_thr = params.qrs_off_frac as f32 * peak + noise;
+            (
+                extent(&p.sv_fast, c, -1, on_thr, gap, left_limit),
+                extent(&p.sv_fast, c, 1, off_thr, gap, right_limit),
+            )
+        };
+        let from_median = median
+            .as_ref()
+            .and_then(|m| m.aligned[k])
+            .zip(median_qrs)
+            .and_then(|(a, (before, after))| {
+                Some((
+                    a.checked_sub(before)?,
+                    (a + after < n).then_some(a + after)?,
+                ))
+            });
+        let (on, off) = match from_median {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (on, off),
+        };
+        beats.push(Beat {
+            r: c,
+            p_on: None,
+            p_off: None,
+            qrs_on: on.map(|i| shift(i, params.qrs_on_shift_ms, rate, n)),
+            qrs_off: off.map(|i| shift(i, params.qrs_off_shift_ms, rate, n)),
+            t_off: None,
+        });
+    }
+    // Pass 2: T offsets, then P waves (whose window ends at the previous T).
+    for k in 0..beats.len() {
+        let next_on = beats
+            .get(k + 1)
+            .map(|b| b.qrs_on.unwrap_or(b.r.saturating_sub(ms(rate, 50.0))));
+        beats[k].t_off = t_offset(p, params, &beats[k], next_on);
+    }
+    if params.t_outlier_ms >= 0.0 {
+        regularise_qt(&mut beats, ms(rate, params.t_outlier_ms), n);
+    }
+    let prev_ends: Vec<Option<usize>> = (0..beats.len())
+        .map(|k| {
+            k.checked_sub(1).map(|j| {
+                beats[j]
+                    .t_off
+                    .or(beats[j].qrs_off.map(|q| q + ms(rate, 250.0)))
+                    .unwrap_or(beats[j].r + ms(rate, 300.0))
+            })
+        })
+        .collect();
+    // P waves by the median beat's P as a template, where the record has one that most beats
+    // repeat; the other beats are searched on their own.
+    let mut matched = vec![false; beats.len()];
+    let template = median
+        .as_ref()
+        .zip(median_qrs)
+        .and_then(|(m, qrs)| p_template(p, params, m, qrs, &beats, &prev_ends, rest_slow));
+    if let Some(t) = &template {
+        let hits: Vec<Option<(usize, usize)>> = beats
+            .iter()
+            .zip(&prev_ends)
+            .map(|(b, &pe)| match_p(p, params, t, b, pe))
+            .collect();
+        let count = hits.iter().flatten().count();
+        if 2 * count >= beats.len() && count >= 2 {
+            for ((b, hit), m) in beats.iter_mut().zip(hits).zip(matched.iter_mut()) {
+                if let Some((on, off)) = hit {
+                    b.p_on = Some(on);
+                    b.p_off = Some(off);
+                    *m = true;
+                }
+            }
+        }
+    }
+    for k in 0..beats.len() {
+        if matched[k] {
+            continue;
+        }
+        if let Some((on, off)) = p_wave(p, params, &beats[k], prev_ends[k], rest_slow, rest_slow) {
+            beats[k].p_on = Some(shift(on, params.p_on_shift_ms, rate, n));
+            beats[k].p_off = Some(shift(off, params.p_off_shift_ms, rate, n));
+        }
+    }
+    p_consistency(&mut beats, &matched, ms(rate, params.p_pr_tolerance_ms));
+    beats
+}
+
+/// The T offset of one beat: the `t_rank`-th latest of the per-lead T ends
+/// ([`per_lead_t_ends`]) in a heart-rate dependent window after the QRS.
+fn t_offset(
+    p: &Prepared,
+    params: &DelineationParams,
+    beat: &Beat,
+    next_on: Option<usize>,
+) -> Option<usize> {
+    let rate = p.rate;
+    let n = p.sv_slow.len();
+    let (on, off) = (beat.qrs_on?, beat.qrs_off?);
+    let rr = next_on.map_or(ms(rate, 1000.0), |q| q.saturating_sub(on));
+    // Search up to a generous QT for this R-R (Bazett QTc 560 ms), before the next beat's P.
+    let qt_max = ms(rate, 560.0 * (rr as f64 / rate).sqrt()).max(ms(rate, 300.0));
+    let end = (on + qt_max)
+        .min(next_on.map_or(n - 1, |q| q.saturating_sub(ms(rate, 60.0))))
+        .min(n - 1);
+    let start = off + ms(rate, 60.0);
+    if end <= start + ms(rate, 60.0) {
+        return None;
+    }
+    let iso_at = on.saturating_sub(ms(rate, 10.0));
+    let limit = (end + ms(rate, 60.0)).min(n - 1);
+    let ends = per_lead_t_ends(p, params, start, end, limit, iso_at);
+    let t = *ends.get(params.t_rank.min(ends.len().checked_sub(1)?))?;
+    Some(shift(t, params.t_off_shift_ms, rate, n))
+}
+
+/// Per-lead T ends by the trapezium-area method of Zhang et al. (IEEE TBME 53(7), 2006): on
+/// each lead whose T wave (largest deviation from the PR level in `start..end`) is large enough,
+/// `xm` is the steepest point after the T peak, `xr` lies `t_window_ms` later, and the T end is
+/// the `xi` in `xm..xr` maximising the area `(s(xm) - s(xi)) (2 xr - xi - xm)` (`s` the signal
+/// with the T wave's polarity). Returned latest first.
+fn per_lead_t_ends(
+    p: &Prepared,
+    params: &DelineationParams,
+    start: usize,
+    end: usize,
+    limit: usize,
+    iso_at: usize,
+) -> Vec<usize> {
+    let rate = p.rate;
+    let edge = ms(rate, 10.0).max(1);
+    let peaks: Vec<(usize, f32)> = p
+        .slow
+        .iter()
+        .map(|l| {
+            let dev: Vec<f32> = (start..end).map(|i| (l[i] - l[iso_at]).abs()).collect();
+            let k = start
+                + (edge..dev.len().saturating_sub(edge))
+                    .filter(|&i| dev[i] >= dev[i - 1] && dev[i] >= dev[i + 1])
+                    .map(|i| (i, prominence(&dev, i)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map_or(0, |(i, _)| i);
+            (k, l[k] - l[iso_at])
+        })
+        .collect();
+    let top = peaks.iter().map(|(_, a)| a.abs()).fold(0.0, f32::max);
+    let mut ends = Vec::new();
+    for (l, &(pk, amp)) in p.slow.iter().zip(&peaks) {
+        if (amp.abs() as f64) < params.t_lead_min * top as f64 || amp.abs() < 0.03 {
+            continue;
+        }
+        let sign = amp.signum();
+        let s = |i: usize| sign * l[i];
+        // Steepest descent after the peak.
+        let slope_end = (pk + ms(rate, 150.0)).min(limit);
+        let Some(xm) = (pk + 1..slope_end)
+            .max_by(|&a, &b| (s(a - 1) - s(a + 1)).total_cmp(&(s(b - 1) - s(b + 1))))
+        else {
+            continue;
+        };
+        let xr = (xm + ms(rate, params.t_window_ms)).min(limit);
+        let sm = s(xm);
+        let best = (xm..=xr).max_by(|&a, &b| {
+            let area = |xi: usize| (sm - s(xi)) * (2 * xr - xi - xm) as f32;
+            area(a).total_cmp(&area(b))
+        });
+        if let Some(b) = best.filter(|&b| b < xr) {
+            ends.push(b);
+        }
+    }
+    ends.sort_unstable_by(|a, b| b.cmp(a));
+    ends
+}
+
+/// Beats whose QT differs from the record's median QT by more than `tol` samples (a T end
+/// caught by noise, a U wave or a notch) get the median QT instead.
+fn regularise_qt(beats: &mut [Beat], tol: usize, n: usize) {
+    let mut qts: Vec<usize> = beats
+        .iter()
+        .filter_map(|b| b.t_off?.checked_sub(b.qrs_on?))
+        .collect();
+    if qts.len() < 3 {
+        return;
+    }
+    qts.sort_unstable();
+    let median = qts[qts.len() / 2];
+    for b in beats.iter_mut() {
+        if let (Some(on), Some(t)) = (b.qrs_on, b.t_off)
+            && t.abs_diff(on + median) > tol
+            && on + median < n
+        {
+            b.t_off = Some(on + median);
+        }
+    }
+}
+
+/// The P wave of one beat (unshifted onset and offset), searched between the previous T offset
+/// and the QRS onset: the most prominent interior maximum of the multi-lead deviation from the
+/// level just before the QRS (a maximum at the window's edge is the previous T's tail or
+/// baseline drift, not a P wave; prominence rather than height, as the level lies inside a P
+/// wave that runs into the QRS, where the baseline before the P deviates as much as the P).
+fn p_wave(
+    p: &Prepared,
+    params: &DelineationParams,
+    beat: &Beat,
+    prev_end: Option<usize>,
+    rest_slow: f32,
+    walk_floor: f32,
+) -> Option<(usize, usize)> {
+    let rate = p.rate;
+    let on = beat.qrs_on?;
+    let end = on.checked_sub(ms(rate, params.p_gap_ms))?;
+    let start = on
+        .saturating_sub(ms(rate, 350.0))
+        .max(prev_end.unwrap_or(0))
+        .max(ms(rate, 20.0));
+    if end <= start + ms(rate, 40.0) || on >= p.sv_slow.len() {
+        return None;
+    }
+    // Each lead's level just before the QRS.
+    let levels: Vec<f32> = p
+        .slow
+        .iter()
+        .map(|l| l[on.saturating_sub(ms(rate, 5.0))])
+        .collect();
+    let mag: Vec<f32> = (start..end)
+        .map(|i| {
+            p.slow
+                .iter()
+                .zip(&levels)
+                .map(|(l, &lv)| (l[i] - lv).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        })
+        .collect();
+    let edge = ms(rate, 10.0).max(1);
+    let (peak, _) = (edge..mag.len().saturating_sub(edge))
+        .filter(|&i| mag[i] >= mag[i - 1] && mag[i] >= mag[i + 1])
+        .map(|i| (i, prominence(&mag, i)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let amp = mag[peak];
+    let peak = start + peak;
+    // Resting slope x ~40 ms gives the amplitude scale of noise.
+    let noise_amp = rest_slow * ms(rate, 40.0) as f32;
+    if (amp as f64) < params.p_min_mv || (amp as f64) < params.p_snr * noise_amp as f64 {
+        return None;
+    }
+    let rise = argmax(
+        &p.sv_slow,
+        peak.saturating_sub(ms(rate, 80.0)).max(start),
+        peak + 1,
+    )?;
+    let fall = argmax(&p.sv_slow, peak, (peak + ms(rate, 80.0)).min(on))?;
+    let on_thr = params.p_on_frac as f32 * p.sv_slow[rise] + walk_floor;
+    let off_thr = params.p_off_frac as f32 * p.sv_slow[fall] + walk_floor;
+    let p_on = walk(
+        &p.sv_slow,
+        rise,
+        -1,
+        on_thr,
+        start.saturating_sub(ms(rate, 40.0)),
+    );
+    let p_off = walk(&p.sv_slow, fall, 1, off_thr, on);
+    Some((p_on, p_off))
+}
+
+/// The topographic prominence of the local maximum `i` of `x`: its height over the higher of
+/// the two minima that separate it from a higher point (or the end) on either side.
+fn prominence(x: &[f32], i: usize) -> f32 {
+    let side = |range: &mut dyn Iterator<Item = usize>| {
+        let mut low = x[i];
+        for j in range {
+            if x[j] > x[i] {
+                break;
+            }
+            low = low.min(x[j]);
+        }
+        low
+    };
+    x[i] - side(&mut (0..i).rev()).max(side(&mut (i + 1..x.len())))
+}
+
+/// The median beat's P wave as a template: all leads over the P wave +-20 ms (not past the P
+/// search window), with the unshifted P onset and offset inside it.
+#[derive(Debug, Clone)]
+struct PTemplate {
+    /// Per lead, the template samples.
+    leads: Vec<Vec<f32>>,
+    /// Samples from the template's start to the (shifted) QRS onset.
+    lead_in: usize,
+    /// Unshifted P onset and offset, samples from the template's start.
+    on: usize,
+    off: usize,
+}
+
+/// Delineates the P wave on the median beat of the 12 Hz leads (beats of the dominant QRS
+/// morphology, aligned on their QRS, 500 ms before to 100 ms after the centre): averaging
+/// across beats raises the P wave over noise, the P-wave signal-averaging principle (Fukunami
+/// et al., Circulation 83(1), 1991). `None` where the median beat shows no P wave.
+fn p_template(
+    p: &Prepared,
+    params: &DelineationParams,
+    median: &MedianBeat,
+    (before, _): (usize, usize),
+    beats: &[Beat],
+    prev_ends: &[Option<usize>],
+    rest_slow: f32,
+) -> Option<PTemplate> {
+    let rate = p.rate;
+    let (pre, post) = (ms(rate, 500.0), ms(rate, 100.0));
+    let members: Vec<usize> = median.aligned.iter().flatten().copied().collect();
+    let slow = build_median(&p.slow, &members, pre, post);
+    if slow.is_empty() {
+        return None;
+    }
+    let len = pre + post;
+    let qrs_on_raw = pre.checked_sub(before)?;
+    let qrs_on = shift(qrs_on_raw, params.qrs_on_shift_ms, rate, len);
+    // The previous T offset at the record's median distance before the QRS onset.
+    let mut gaps: Vec<usize> = beats
+        .iter()
+        .zip(prev_ends)
+        .filter_map(|(b, pe)| b.qrs_on?.checked_sub((*pe)?))
+        .collect();
+    gaps.sort_unstable();
+    let prev_end = gaps.get(gaps.len() / 2).map(|g| qrs_on.saturating_sub(*g));
+    let sv_slow = spatial_velocity(&slow, 4);
+    let on_median = Prepared {
+        rate,
+        base: Vec::new(),
+        fast: Vec::new(),
+        slow,
+        sv_fast: Vec::new(),
+        sv_slow,
+        sv_detect: Vec::new(),
+        spikes: Vec::new(),
+    };
+    let beat = Beat {
+        r: pre,
+        p_on: None,
+        p_off: None,
+        qrs_on: Some(qrs_on),
+        qrs_off: None,
+        t_off: None,
+    };
+    // Averaging n beats divides random noise by sqrt(n): the median beat's boundaries are
+    // walked against that lower floor, while its amplitude must still clear the record's.
+    let floor = rest_slow / (members.len() as f32).sqrt();
+    let (on, off) = p_wave(&on_median, params, &beat, prev_end, rest_slow, floor)?;
+    let start = on.saturating_sub(ms(rate, 20.0));
+    // Not past the P search window: the 12 Hz leads carry the QRS's upstroke before its onset,
+    // which every beat would match.
+    let end = (off + ms(rate, 20.0)).min(qrs_on.saturating_sub(ms(rate, params.p_gap_ms)));
+    if end < start + ms(rate, 40.0) {
+        return None;
+    }
+    Some(PTemplate {
+        leads: on_median
+            .slow
+            .iter()
+            .map(|l| l[start..end].to_vec())
+            .collect(),
+        lead_in: qrs_on.checked_sub(start)?,
+        on: on - start,
+        off: off - start,
+    })
+}
+
+/// Correlation (all leads, each lead's mean removed) and gain of `x[s..]` on the template.
+fn template_fit(x: &[Vec<f32>], t: &[Vec<f32>], s: usize) -> (f64, f64) {
+    let (mut sxy, mut sxx, mut syy) = (0.0f64, 0.0f64, 0.0f64);
+    for (l, tl) in x.iter().zip(t) {
+        let w = &l[s..s + tl.len()];
+        let mx = w.iter().map(|&v| v as f64).sum::<f64>() / tl.len() as f64;
+        let mt = tl.iter().map(|&v| v as f64).sum::<f64>() / tl.len() as f64;
+        for (&a, &b) in w.iter().zip(tl) {
+            let (a, b) = (a as f64 - mx, b as f64 - mt);
+            sxy += a * b;
+            sxx += a * a;
+            syy += b * b;
+        }
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        return (0.0, 0.0);
+    }
+    (sxy / (sxx * syy).sqrt(), sxy / syy)
+}
+
+/// The P wave of one beat by the median P template: the template is slid from
+/// `p_match_early_ms` earlier to `p_match_late_ms` later than its place in the median beat
+/// (relative to the QRS onset), after the previous T offset; the beat has the median's P where
+/// the best placement correlates at `p_match_min_corr` or more with a gain between
+/// `1 / p_match_max_gain` and `p_match_max_gain`. Returns shifted onset and offset.
+fn match_p(
+    p: &Prepared,
+    params: &DelineationParams,
+    t: &PTemplate,
+    beat: &Beat,
+    prev_end: Option<usize>,
+) -> Option<(usize, usize)> {
+    let rate = p.rate;
+    let n = p.sv_slow.len();
+    let width = t.leads.first()?.len();
+    let nominal = beat.qrs_on?.checked_sub(t.lead_in)?;
+    let lo = nominal
+        .saturating_sub(ms(rate, params.p_match_early_ms))
+        .max(prev_end.unwrap_or(0));
+    let hi = (nominal + ms(rate, params.p_match_late_ms)).min(n.checked_sub(width)?);
+    let (s, (corr, gain)) = (lo..=hi)
+        .map(|s| (s, template_fit(&p.slow, &t.leads, s)))
+        .max_by(|a, b| a.1.0.total_cmp(&b.1.0))?;
+    let g = params.p_match_max_gain;
+    if corr < params.p_match_min_corr || !(1.0 / g..=g).contains(&gain) {
+        return None;
+    }
+    Some((
+        shift(s + t.on, params.p_on_shift_ms, rate, n),
+        shift(s + t.off, params.p_off_shift_ms, rate, n),
+    ))
+}
+
+/// Keeps P waves only where the record's PR intervals are consistent: at least half the beats
+/// have a P wave within `tol` samples of the median PR or one matched to the median P
+/// (`matched`); elsewhere (atrial fibrillation's f waves give a P-like deflection at random
+/// distances) all P waves are dropped. Unmatched beats whose PR is far from the median lose
+/// theirs.
+fn p_consistency(beats: &mut [Beat], matched: &[bool], tol: usize) {
+    let mut prs: Vec<usize> = beats
+        .iter()
+        .filter_map(|b| Some(b.qrs_on?.saturating_sub(b.p_on?)))
+        .collect();
+    if prs.is_empty() {
+        return;
+    }
+    prs.sort_unstable();
+    let median = prs[prs.len() / 2];
+    let pr_of = |b: &Beat| b.qrs_on.zip(b.p_on).map(|(q, p)| q.saturating_sub(p));
+    let consistent = beats
+        .iter()
+        .zip(matched)
+        .filter(|(b, m)| **m || pr_of(b).is_some_and(|pr| pr.abs_diff(median) <= tol))
+        .count();
+    let keep_record = 2 * consistent >= beats.len() && consistent >= 2;
+    for (b, &m) in beats.iter_mut().zip(matched) {
+        let keep = keep_record && (m || pr_of(b).is_some_and(|pr| pr.abs_diff(median) <= tol));
+        if !keep {
+            b.p_on = None;
+            b.p_off = None;
+        }
+    }
+}
