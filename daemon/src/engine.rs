@@ -130,6 +130,23 @@ pub fn abstention_reasons(lead_off: u16, quality: &[(Lead, LeadQuality)]) -> Vec
     reasons
 }
 
+/// The shared measurement engine on one window's twelve leads ([`Lead::ALL`] order, 500 Hz).
+/// Leads that fail its own quality checks are left out there, with the reason.
+pub fn measure_window(leads: &[Vec<f32>]) -> Option<Box<eknet_shared::measure::Measurements>> {
+    let named = Lead::ALL
+        .iter()
+        .zip(leads)
+        .map(|(&l, v)| (l, v.clone()))
+        .collect();
+    let record = eknet_shared::record::Record::new(
+        eknet_shared::record::RecordMeta::default(),
+        eknet_shared::measure::REQUIRED_RATE_HZ,
+        named,
+    )
+    .ok()?;
+    Some(Box::new(eknet_shared::measure::measure(&record)))
+}
+
 impl Engine {
     fn publish(&self, r: WindowResult) -> Option<Arc<WindowResult>> {
         let (stored, mut view) = match self.store.lock() {
@@ -178,6 +195,7 @@ impl Engine {
             }
         }
         let heart_rate_bpm = heart_rate_bpm(&leads[1]);
+        let measurements = measure_window(leads);
         let reasons = abstention_reasons(lead_off, &quality);
         let mut result = WindowResult {
             id: 0,
@@ -189,6 +207,7 @@ impl Engine {
             quality: verdicts(&quality),
             classification: None,
             pipeline_ms: None,
+            measurements,
         };
         if !result.reasons.is_empty() {
             return result;
@@ -270,6 +289,7 @@ impl Engine {
                         quality: vec![],
                         classification: None,
                         pipeline_ms: None,
+                        measurements: None,
                     });
                 }
                 Job::Upload { leads, reply } => {

@@ -46,7 +46,34 @@ pub fn spec() -> Value {
                                     "lead": { "type": "string" }, "slot": { "type": "string" },
                                     "from_s": { "type": "number" }, "to_s": { "type": "number" },
                                     "share": { "type": "number" } } } } } } } },
-                        "pipeline_ms": { "type": ["number", "null"] }
+                        "pipeline_ms": { "type": ["number", "null"] },
+                        "measurements": { "$ref": "#/components/schemas/Measurements" }
+                    } },
+                "Measurements": { "type": ["object", "null"],
+                    "description": "Measured on the window's twelve leads by the shared delineator, as a 12-lead cart prints them: kept apart from the model's findings. Each value is null where it cannot be measured, and 'unmeasured' says why. Absent for device events.",
+                    "properties": {
+                        "hr_bpm": { "type": ["number", "null"], "description": "heart rate from the mean R-R, beats per minute" },
+                        "rr_mean_ms": { "type": ["number", "null"] }, "rr_sd_ms": { "type": ["number", "null"] },
+                        "rr_irregularity": { "type": ["number", "null"], "description": "RMS of successive R-R differences over the mean R-R" },
+                        "p_ms": { "type": ["number", "null"], "description": "P duration, median over beats (ms)" },
+                        "pr_ms": { "type": ["number", "null"] }, "qrs_ms": { "type": ["number", "null"] }, "qt_ms": { "type": ["number", "null"] },
+                        "qtc_bazett_ms": { "type": ["number", "null"] }, "qtc_fridericia_ms": { "type": ["number", "null"] },
+                        "qtc_framingham_ms": { "type": ["number", "null"] }, "qtc_hodges_ms": { "type": ["number", "null"] },
+                        "p_axis_deg": { "type": ["number", "null"], "description": "frontal axis from I and aVF, degrees, -180 to 180" },
+                        "qrs_axis_deg": { "type": ["number", "null"] }, "t_axis_deg": { "type": ["number", "null"] },
+                        "statements": { "type": "array", "description": "measurement statements by fixed rules (sinus brady/tachycardia, first-degree AV block, wide QRS, long QTc, axis deviation, irregular R-R), each with the numbers and thresholds it rests on",
+                            "items": { "type": "object", "properties": {
+                                "code": { "type": "string" }, "text": { "type": "string" },
+                                "basis": { "type": "array", "items": { "type": "object", "properties": {
+                                    "quantity": { "type": "string" }, "value": { "type": "number" }, "threshold": { "type": "number" } } } } } } },
+                        "beats": { "type": "array", "description": "per beat, sample indices in the window (500 Hz)",
+                            "items": { "type": "object", "properties": {
+                                "r": { "type": "integer" }, "p_on": { "type": ["integer", "null"] }, "p_off": { "type": ["integer", "null"] },
+                                "qrs_on": { "type": ["integer", "null"] }, "qrs_off": { "type": ["integer", "null"] }, "t_off": { "type": ["integer", "null"] } } } },
+                        "lead_quality": { "type": "array", "description": "leads left out of the measurements, and why",
+                            "items": { "type": "object", "properties": { "lead": { "type": "string" } } } },
+                        "unmeasured": { "type": "array", "description": "each quantity without a value and the reason (wrong_rate, too_short, lead_failed, too_few_good_leads, too_few_beats, no_p_waves, no_boundaries, needs)",
+                            "items": { "type": "object", "properties": { "quantity": { "type": "string" }, "reason": { "type": "string" } } } }
                     } }
             }
         },

@@ -133,6 +133,12 @@ pub struct WindowResult {
     pub classification: Option<Classification>,
     /// Milliseconds from the window's last sample arriving to this result being stored (live).
     pub pipeline_ms: Option<f64>,
+    /// The window's measurements as a 12-lead cart reports them (HR, PR, QRS, QT, QTc, axes, each
+    /// null with a reason where it cannot be measured, and the measurement statements, kept apart
+    /// from the model's findings); absent for device events and in results stored before
+    /// measurements existed.
+    #[serde(default)]
+    pub measurements: Option<Box<eknet_shared::measure::Measurements>>,
 }
 
 /// Per-lead verdicts in the result's form.

@@ -327,6 +327,7 @@ mod tests {
             quality: vec![],
             classification: None,
             pipeline_ms: None,
+            measurements: None,
         }
     }
 

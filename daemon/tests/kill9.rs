@@ -84,13 +84,18 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
     p
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_loses_nothing_that_was_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = fixture(dir.path());
-    let link = dir.path().join("ecg");
-    let history = dir.path().join("history.jsonl");
+/// A fixture bundle, and the simulator streaming LUDB 1-3 at 10x onto a pty link in `dir`.
+struct Setup {
+    bundle: std::path::PathBuf,
+    link: std::path::PathBuf,
+    history: std::path::PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+    sim: tokio::task::JoinHandle<anyhow::Result<eknet_daemon::sim::SimReport>>,
+}
+
+fn setup(dir: &Path, loop_forever: bool) -> Setup {
     let (stop, rx) = tokio::sync::watch::channel(false);
+    let link = dir.join("ecg");
     let opts = SimOptions {
         records: (1..=3)
             .map(|i| data_dir().join("ludb/data").join(i.to_string()))
@@ -98,9 +103,28 @@ async fn kill_9_loses_nothing_that_was_reported() {
         speed: 10.0,
         link: Some(link.clone()),
         quiet: true,
+        loop_forever,
         ..SimOptions::default()
     };
-    let sim = tokio::spawn(eknet_daemon::sim::run(opts, rx));
+    Setup {
+        bundle: fixture(dir),
+        link,
+        history: dir.join("history.jsonl"),
+        stop,
+        sim: tokio::spawn(eknet_daemon::sim::run(opts, rx)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_that_was_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let Setup {
+        bundle,
+        link,
+        history,
+        stop,
+        sim,
+    } = setup(dir.path(), false);
     let addr = free_addr();
     let mut child = spawn(&bundle, &link, &history, addr);
     // Wait until it has reported a few results, then kill it without warning.
@@ -186,21 +210,13 @@ fn open_stream(addr: SocketAddr) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_sigint_stop_within_5_s_closing_streams_and_storing_what_was_streamed() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = fixture(dir.path());
-    let link = dir.path().join("ecg");
-    let history = dir.path().join("history.jsonl");
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let opts = SimOptions {
-        records: (1..=3)
-            .map(|i| data_dir().join("ludb/data").join(i.to_string()))
-            .collect(),
-        speed: 10.0,
-        link: Some(link.clone()),
-        quiet: true,
-        loop_forever: true,
-        ..SimOptions::default()
-    };
-    let sim = tokio::spawn(eknet_daemon::sim::run(opts, rx));
+    let Setup {
+        bundle,
+        link,
+        history,
+        stop,
+        sim,
+    } = setup(dir.path(), true);
     for signal in ["-TERM", "-INT"] {
         let addr = free_addr();
         let mut child = spawn(&bundle, &link, &history, addr);

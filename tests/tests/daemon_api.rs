@@ -113,6 +113,28 @@ async fn uploads_bad_requests_tokens_and_routes() {
     assert_eq!(plain["source"], "upload");
     assert_eq!(plain["quality"].as_array().unwrap().len(), 12);
     assert!(plain["heart_rate_bpm"].as_f64().unwrap() > 30.0);
+    // The cart's measurements come with every result, apart from the model's findings.
+    let m = &plain["measurements"];
+    let hr = m["hr_bpm"].as_f64().unwrap();
+    assert!(
+        (hr - plain["heart_rate_bpm"].as_f64().unwrap()).abs() < 5.0,
+        "{m}"
+    );
+    let qrs = m["qrs_ms"].as_f64().unwrap();
+    assert!((50.0..200.0).contains(&qrs), "{m}");
+    let (qt, rr) = (
+        m["qt_ms"].as_f64().unwrap(),
+        m["rr_mean_ms"].as_f64().unwrap(),
+    );
+    let bazett = qt / (rr / 1000.0).sqrt();
+    assert!(
+        (m["qtc_bazett_ms"].as_f64().unwrap() - bazett).abs() < 0.02 * bazett,
+        "{m}"
+    );
+    assert!(
+        m["statements"].is_array() && m["beats"].as_array().unwrap().len() >= 5,
+        "{m}"
+    );
     if plain["outcome"] == "classified" {
         let c = &plain["classification"];
         assert_eq!(c["scores"].as_array().unwrap().len(), FIXTURE_CODES.len());
@@ -284,6 +306,7 @@ fn stored(i: u64) -> WindowResult {
         quality: vec![],
         classification: None,
         pipeline_ms: None,
+        measurements: None,
     }
 }
 

@@ -109,6 +109,18 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Measure records as a 12-lead cart does: HR, P, PR, QRS, QT, four QTc, frontal axes,
+    /// measurement statements, and per beat the R peak and P/QRS/T boundaries (sample indices on
+    /// the record's 500 Hz timeline), each null where it cannot be measured, with the reason.
+    Measure {
+        /// Records (WFDB paths without extension, CinC `.mat` records or `.ecgzip` files).
+        #[arg(required = true)]
+        records: Vec<PathBuf>,
+        /// One JSON object per record per line (keys `record`, `hr_bpm`, `p_ms`, `pr_ms`,
+        /// `qrs_ms`, `qt_ms`, `qtc_*_ms`, `*_axis_deg`, `statements`, `beats`, `unmeasured`, ...).
+        #[arg(long)]
+        json: bool,
+    },
     /// Turn a PhysioNet layout into the seed's training layout: .ecgzip records, k{fold}_train /
     /// _val / _test.csv and k{fold}_distribution.csv, plus a report of skipped records and
     /// unmapped labels.
@@ -308,6 +320,35 @@ pub enum Command {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Measure { records, json } => {
+            let mut failed = 0usize;
+            for path in &records {
+                let m = eknet_shared::io::read_any(path)
+                    .with_context(|| format!("reading {}", path.display()))
+                    .and_then(|r| crate::inspect::measure_record(&r));
+                match m {
+                    Ok(m) if json => {
+                        println!("{}", crate::inspect::measure_json(path, &m)?);
+                    }
+                    Ok(m) => {
+                        println!("record      {}", path.display());
+                        print!("{}", crate::inspect::measurements_text(&m));
+                    }
+                    Err(e) => {
+                        // The others are still measured; the exit status says one failed.
+                        failed += 1;
+                        eprintln!("eknet-train measure: {e:#}");
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!(
+                    "{failed} of {} records could not be measured",
+                    records.len()
+                );
+            }
+            Ok(())
+        }
         Command::Inspect {
             record,
             json,

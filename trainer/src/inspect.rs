@@ -1,8 +1,12 @@
 //! `eknet-train inspect`: one record summarised (leads with amplitude ranges, rate, duration,
-//! metadata, reading notes) and its labels harmonised onto PTB-XL SCP statements.
+//! metadata, reading notes), its labels harmonised onto PTB-XL SCP statements, and its
+//! measurements; `eknet-train measure`: the measurements and per-beat boundaries alone.
 
 use anyhow::{Context, Result};
 use eknet_shared::labels::{HarmonisedLabels, Harmoniser};
+use eknet_shared::measure::{Measurements, measure};
+use eknet_shared::preprocess::to_model_rate;
+use eknet_shared::record::Record;
 use eknet_shared::{Lead, RecordMeta, data, io};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -42,6 +46,66 @@ pub struct Inspection {
     pub harmonised: Option<HarmonisedLabels>,
     /// Why labels were not harmonised.
     pub harmonisation_error: Option<String>,
+    /// HR, intervals, QTc, axes and measurement statements (the shared measurement engine, on
+    /// the record brought to 500 Hz and twelve leads), when the record could be measured.
+    pub measurements: Option<Measurements>,
+    /// Why the record could not be brought to the measurement engine's form.
+    pub measurement_error: Option<String>,
+}
+
+/// Measures a record as the daemon does: brought to 500 Hz and twelve leads by the shared
+/// pipeline, then delineated whole (at least 10 s; beat indices on the 500 Hz timeline).
+pub fn measure_record(record: &Record) -> Result<Measurements> {
+    let r = to_model_rate(record).context("bringing the record to 500 Hz and twelve leads")?;
+    Ok(measure(&r))
+}
+
+/// One `eknet-train measure` line: the record's path, then its measurements.
+pub fn measure_json(path: &Path, m: &Measurements) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(m)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("record".into(), path.display().to_string().into());
+    }
+    Ok(v)
+}
+
+/// Measurements in a few lines of text.
+pub fn measurements_text(m: &Measurements) -> String {
+    let f = |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |x| format!("{x:.0} {unit}"));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "measured    HR {}, PR {}, QRS {}, QT {}, QTc {} (Bazett) {} (Fridericia)",
+        f(m.hr_bpm, "bpm"),
+        f(m.pr_ms, "ms"),
+        f(m.qrs_ms, "ms"),
+        f(m.qt_ms, "ms"),
+        f(m.qtc_bazett_ms, "ms"),
+        f(m.qtc_fridericia_ms, "ms")
+    );
+    let _ = writeln!(
+        s,
+        "axes        P {}, QRS {}, T {}; {} beats",
+        f(m.p_axis_deg, "deg"),
+        f(m.qrs_axis_deg, "deg"),
+        f(m.t_axis_deg, "deg"),
+        m.beats.len()
+    );
+    for st in &m.statements {
+        let _ = writeln!(s, "statement   {}", st.text);
+    }
+    for u in &m.unmeasured {
+        let why = serde_json::to_value(&u.reason)
+            .ok()
+            .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        let q = serde_json::to_value(u.quantity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(s, "unmeasured  {q}: {why}");
+    }
+    s
 }
 
 /// Reads and summarises a record; labels are harmonised with tables from `data_dir` (or the
@@ -71,6 +135,10 @@ pub fn inspect(path: &Path, data_dir: Option<&Path>) -> Result<Inspection> {
             }
         })
         .collect();
+    let (measurements, measurement_error) = match measure_record(&record) {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     Ok(Inspection {
         path: path.display().to_string(),
         sample_rate_hz: record.sample_rate_hz(),
@@ -81,6 +149,8 @@ pub fn inspect(path: &Path, data_dir: Option<&Path>) -> Result<Inspection> {
         meta: record.meta.clone(),
         harmonised,
         harmonisation_error,
+        measurements,
+        measurement_error,
     })
 }
 
@@ -152,6 +222,13 @@ impl Inspection {
                     let _ = writeln!(s, "  {l}");
                 }
                 let _ = writeln!(s, "harmonisation unavailable: {e}");
+            }
+            (None, None) => {}
+        }
+        match (&self.measurements, &self.measurement_error) {
+            (Some(m), _) => s.push_str(&measurements_text(m)),
+            (None, Some(e)) => {
+                let _ = writeln!(s, "measured    not measured: {e}");
             }
             (None, None) => {}
         }

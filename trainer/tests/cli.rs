@@ -1,4 +1,4 @@
-//! `eknet-train inspect` and `convert` run as a user runs them, on real records.
+//! `eknet-train inspect`, `convert` and `measure` run as a user runs them, on real records.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -29,6 +29,7 @@ fn help_on_every_command() {
         &["--help"][..],
         &["inspect", "--help"],
         &["convert", "--help"],
+        &["measure", "--help"],
     ] {
         let (ok, out, _) = eknet_train(args);
         assert!(ok && out.contains("Usage"), "{args:?}: {out}");
@@ -126,4 +127,72 @@ fn bad_input_is_a_clear_failure() {
         "/nonexistent/dir/x.ecgzip",
     ]);
     assert!(!ok && err.contains("junk.ecgzip"), "{err}");
+}
+
+#[test]
+fn measure_prints_one_json_line_per_record_and_names_the_one_it_cannot_read() {
+    let d = data_dir().join("ludb/data");
+    let (one, two) = (d.join("1"), d.join("2"));
+    let missing = d.join("no-such-record");
+    let (ok, out, err) = eknet_train(&[
+        "measure",
+        "--json",
+        one.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        two.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a record that cannot be read fails the command");
+    assert!(
+        err.contains("no-such-record") && err.contains("1 of 3"),
+        "{err}"
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let m = &lines[0];
+    assert_eq!(m["record"], one.to_str().unwrap());
+    for key in [
+        "hr_bpm",
+        "p_ms",
+        "pr_ms",
+        "qrs_ms",
+        "qt_ms",
+        "qtc_bazett_ms",
+        "qtc_fridericia_ms",
+        "qtc_framingham_ms",
+        "qtc_hodges_ms",
+        "p_axis_deg",
+        "qrs_axis_deg",
+        "t_axis_deg",
+        "statements",
+        "beats",
+    ] {
+        assert!(m.get(key).is_some(), "{key} missing: {m}");
+    }
+    // LUDB 1: the cardiologists wrote "Sinus bradycardia".
+    let hr = m["hr_bpm"].as_f64().unwrap();
+    assert!((40.0..60.0).contains(&hr), "{hr}");
+    assert!(
+        m["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["code"] == "sinus_bradycardia"),
+        "{m}"
+    );
+    for b in m["beats"].as_array().unwrap() {
+        let r = b["r"].as_u64().unwrap();
+        assert!(r < 5000);
+        if let (Some(on), Some(off)) = (b["qrs_on"].as_u64(), b["qrs_off"].as_u64()) {
+            assert!(on < r && r < off, "{b}");
+        }
+    }
+    let (ok, text, err) = eknet_train(&["inspect", one.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("measured    HR ") && text.contains("statement   "),
+        "{text}"
+    );
 }
