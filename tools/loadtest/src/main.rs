@@ -57,6 +57,10 @@ struct Cli {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Milliseconds to wait after the load before reading RSS, descriptors and status (closed
+    /// connections take a moment to leave the daemon).
+    #[arg(long, default_value_t = 2000)]
+    settle_ms: u64,
 }
 
 /// One route's outcomes.
@@ -347,6 +351,7 @@ async fn main() -> Result<()> {
         t.await?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(cli.settle_ms)).await;
     let after = status(cli.addr, token.as_deref()).await?;
     let usage_after = cli.pid.and_then(proc_usage);
 
