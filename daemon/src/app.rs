@@ -38,6 +38,9 @@ pub enum StartError {
     /// A thread could not start.
     #[error("cannot start the inference thread: {0}")]
     Thread(std::io::Error),
+    /// The blocking start-up task (bundle, plans, history) did not finish.
+    #[error("start-up task failed: {0}")]
+    StartupTask(String),
 }
 
 /// A running daemon.
@@ -153,7 +156,7 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
     let (classifier, selection, manifest, path, store) =
         tokio::task::spawn_blocking(move || open_model_and_history(&owned))
             .await
-            .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
+            .map_err(|e| StartError::StartupTask(e.to_string()))??;
     let model = Arc::new(ModelInfo {
         bundle: path.display().to_string(),
         model_id: manifest.model_id.clone(),

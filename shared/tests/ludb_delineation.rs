@@ -15,14 +15,14 @@ use std::path::PathBuf;
 
 const WINDOW_MS: f64 = 150.0;
 
-fn cross_validation() -> Option<CrossValidation> {
+fn cross_validation() -> CrossValidation {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // The shared records are part of the test setup (CI has them): absent, the test fails saying so.
     let data = eknet_shared::data::require_data_dir(&here).unwrap();
     let dir = data.join("ludb").join("data");
     let fold = |r: std::ops::RangeInclusive<usize>| r.map(|k| k.to_string()).collect::<Vec<_>>();
     let folds = vec![fold(1..=100), fold(101..=200)];
-    Some(cross_validate_ludb(&dir, &folds, &DelineationParams::default(), WINDOW_MS).unwrap())
+    cross_validate_ludb(&dir, &folds, &DelineationParams::default(), WINDOW_MS).unwrap()
 }
 
 fn check(s: &BoundaryScore, label: &str, se: f64, ppv: f64, abs_mean: f64, sd: f64) {
@@ -39,7 +39,7 @@ fn check(s: &BoundaryScore, label: &str, se: f64, ppv: f64, abs_mean: f64, sd: f
 
 #[test]
 fn ludb_delineation_cross_validated_meets_its_thresholds() {
-    let Some(cv) = cross_validation() else { return };
+    let cv = cross_validation();
     assert_eq!(cv.held_out.len(), 200);
     // The shipped shifts are the fit on all 200 records (the same fitting as each fold's).
     let shipped = Shifts::of(&DelineationParams::default());

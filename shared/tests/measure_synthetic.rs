@@ -503,22 +503,7 @@ fn measurements_serialise_with_the_agreed_keys() {
         None,
     ));
     let json = serde_json::to_value(&m).unwrap();
-    for key in [
-        "hr_bpm",
-        "p_ms",
-        "pr_ms",
-        "qrs_ms",
-        "qt_ms",
-        "qtc_bazett_ms",
-        "qtc_fridericia_ms",
-        "qtc_framingham_ms",
-        "qtc_hodges_ms",
-        "p_axis_deg",
-        "qrs_axis_deg",
-        "t_axis_deg",
-        "statements",
-        "beats",
-    ] {
+    for key in eknet_shared::measure::JSON_KEYS {
         assert!(json.get(key).is_some(), "missing key {key}");
     }
     let beat = &json["beats"][0];

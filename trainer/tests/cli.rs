@@ -153,22 +153,7 @@ fn measure_prints_one_json_line_per_record_and_names_the_one_it_cannot_read() {
     assert_eq!(lines.len(), 2, "{out}");
     let m = &lines[0];
     assert_eq!(m["record"], one.to_str().unwrap());
-    for key in [
-        "hr_bpm",
-        "p_ms",
-        "pr_ms",
-        "qrs_ms",
-        "qt_ms",
-        "qtc_bazett_ms",
-        "qtc_fridericia_ms",
-        "qtc_framingham_ms",
-        "qtc_hodges_ms",
-        "p_axis_deg",
-        "qrs_axis_deg",
-        "t_axis_deg",
-        "statements",
-        "beats",
-    ] {
+    for key in eknet_shared::measure::JSON_KEYS {
         assert!(m.get(key).is_some(), "{key} missing: {m}");
     }
     // LUDB 1: the cardiologists wrote "Sinus bradycardia".

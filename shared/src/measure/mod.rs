@@ -192,6 +192,25 @@ pub struct Statement {
     pub basis: Vec<Basis>,
 }
 
+/// The JSON keys every serialised [`Measurements`] carries (what `eknet-train measure --json` and
+/// the daemon's results promise their readers).
+pub const JSON_KEYS: [&str; 14] = [
+    "hr_bpm",
+    "p_ms",
+    "pr_ms",
+    "qrs_ms",
+    "qt_ms",
+    "qtc_bazett_ms",
+    "qtc_fridericia_ms",
+    "qtc_framingham_ms",
+    "qtc_hodges_ms",
+    "p_axis_deg",
+    "qrs_axis_deg",
+    "t_axis_deg",
+    "statements",
+    "beats",
+];
+
 /// Everything measured on one record.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Measurements {
