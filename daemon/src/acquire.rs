@@ -70,13 +70,13 @@ pub struct DeviceStatus {
     pub measured_rate_hz: Option<f64>,
     /// Bytes read.
     pub bytes: u64,
-    /// Good frames (eknet) or packets (Cyton).
+    /// Good frames (eknet) or packets (Cyton), since start over every connection.
     pub frames: u64,
-    /// Bytes skipped while hunting for a frame.
+    /// Bytes skipped while hunting for a frame, since start over every connection.
     pub bytes_skipped: u64,
-    /// CRC errors (eknet) or bad footers (Cyton).
+    /// CRC errors (eknet) or bad footers (Cyton), since start over every connection.
     pub crc_errors: u64,
-    /// Samples the device sent that never arrived (measured from indices / counters).
+    /// Samples the device sent that never arrived (measured from indices / counters), since start over every connection.
     pub lost_samples: u64,
     /// Gaps (losses, restarts, disconnects).
     pub gaps: u64,
@@ -168,10 +168,21 @@ impl Pipeline {
         }
     }
 
-    fn push(&mut self, sample: [f32; LEAD_ROWS], lead_off: u16, out: &mut Vec<Job>) {
+    /// One sample; `device_index` is the device's own index of it, when it numbers samples.
+    fn push(
+        &mut self,
+        sample: [f32; LEAD_ROWS],
+        lead_off: u16,
+        device_index: Option<u64>,
+        out: &mut Vec<Job>,
+    ) {
         let idx = self.index;
         self.index += 1;
-        if let Some(window) = self.assembler.push(idx, sample, lead_off) {
+        if let Some(mut window) = self.assembler.push(idx, sample, lead_off) {
+            // No window spans a gap (every jump of the device index is one), so the device
+            // indices of a window are as contiguous as the stream's.
+            window.device_start_index =
+                device_index.and_then(|d| d.checked_sub(idx - window.start_index));
             out.push(Job::Live {
                 window,
                 end_ms: now_ms(),
@@ -314,6 +325,11 @@ pub async fn run_reader(
         );
         let mut ek = eknet::Decoder::new();
         let mut cy = cyton::Decoder::new();
+        // The decoders count per connection; the status counts since start.
+        let base = status
+            .lock()
+            .map(|s| (s.frames, s.bytes_skipped, s.crc_errors, s.lost_samples))
+            .unwrap_or_default();
         let mut events_ek = Vec::new();
         let mut events_cy = Vec::new();
         let mut buf = vec![0u8; 4096];
@@ -358,20 +374,20 @@ pub async fn run_reader(
                         for ev in events_ek.drain(..) {
                             handle_eknet(ev, &mut pipeline, &mut st, &mut jobs_out);
                         }
-                        st.frames = ek.counters.frames;
-                        st.bytes_skipped = ek.counters.bytes_skipped;
-                        st.crc_errors = ek.counters.crc_errors;
-                        st.lost_samples = ek.counters.lost_samples;
+                        st.frames = base.0 + ek.counters.frames;
+                        st.bytes_skipped = base.1 + ek.counters.bytes_skipped;
+                        st.crc_errors = base.2 + ek.counters.crc_errors;
+                        st.lost_samples = base.3 + ek.counters.lost_samples;
                     }
                     Protocol::Cyton => {
                         cy.feed(&buf[..n], &mut events_cy);
                         for ev in events_cy.drain(..) {
                             handle_cyton(ev, &mut pipeline, &mut st, &mut jobs_out);
                         }
-                        st.frames = cy.counters.packets;
-                        st.bytes_skipped = cy.counters.bytes_skipped;
-                        st.crc_errors = cy.counters.bad_footers;
-                        st.lost_samples = cy.counters.lost_samples;
+                        st.frames = base.0 + cy.counters.packets;
+                        st.bytes_skipped = base.1 + cy.counters.bytes_skipped;
+                        st.crc_errors = base.2 + cy.counters.bad_footers;
+                        st.lost_samples = base.3 + cy.counters.lost_samples;
                         st.announced_rate_hz = Some(250.0);
                         st.microvolts_per_lsb = Some(pipeline.cyton_scale_mv * 1000.0);
                     }
@@ -476,7 +492,8 @@ fn handle_eknet(ev: eknet::Event, p: &mut Pipeline, st: &mut DeviceStatus, out: 
                     twelve_from_eight(&crate::windows::EIGHT_CHANNEL_LEADS, &mv)
                 };
                 st.samples += 1;
-                p.push(sample, block.lead_off, out);
+                let device_index = u64::from(block.first_index) + s as u64;
+                p.push(sample, block.lead_off, Some(device_index), out);
             }
         }
     }
@@ -511,7 +528,7 @@ fn handle_cyton(ev: cyton::Event, p: &mut Pipeline, st: &mut DeviceStatus, out: 
                 let ch: Vec<f32> = outs.iter().map(|o| o[j]).collect();
                 let sample = twelve_from_eight(&p.cyton_map, &ch);
                 st.samples += 1;
-                p.push(sample, 0, out);
+                p.push(sample, 0, None, out);
             }
         }
     }
@@ -528,6 +545,7 @@ mod outbox_tests {
                 start_index,
                 leads: Vec::new(),
                 lead_off: 0,
+                device_start_index: None,
             },
             end_ms: 0,
             arrived: Instant::now(),

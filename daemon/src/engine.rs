@@ -254,6 +254,7 @@ impl Engine {
                     let span = Span {
                         start_index: Some(window.start_index),
                         end_index: Some(window.end_index()),
+                        device_start_index: window.device_start_index,
                         start_time: rfc3339_ms(end_ms - 10_000),
                         end_time: rfc3339_ms(end_ms),
                     };
@@ -282,6 +283,7 @@ impl Engine {
                         window: Span {
                             start_index: index,
                             end_index: index,
+                            device_start_index: None,
                             start_time: rfc3339_ms(at_ms),
                             end_time: rfc3339_ms(at_ms),
                         },
@@ -298,6 +300,7 @@ impl Engine {
                     let span = Span {
                         start_index: None,
                         end_index: None,
+                        device_start_index: None,
                         start_time: rfc3339_ms(now),
                         end_time: rfc3339_ms(now),
                     };

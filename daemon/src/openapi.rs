@@ -29,6 +29,7 @@ pub fn spec() -> Value {
                         "reasons": { "type": "array", "items": { "type": "string" }, "description": "why the model did not run (lead off, noise, gap, silence)" },
                         "window": { "type": "object", "properties": {
                             "start_index": { "type": ["integer", "null"] }, "end_index": { "type": ["integer", "null"] },
+                            "device_start_index": { "type": ["integer", "null"], "description": "the device's own index of the first sample (eknet frame devices; null for Cyton boards, uploads and events)" },
                             "start_time": { "type": "string" }, "end_time": { "type": "string" } } },
                         "heart_rate_bpm": { "type": ["number", "null"] },
                         "quality": { "type": "array", "items": { "type": "object", "properties": {

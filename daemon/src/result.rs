@@ -36,6 +36,11 @@ pub struct Span {
     pub start_index: Option<u64>,
     /// Stream index one past the last sample.
     pub end_index: Option<u64>,
+    /// The device's own index of the first sample (eknet frame devices number their samples;
+    /// absent for Cyton boards, uploads and events). The device's timeline restarts when the
+    /// device does, unlike `start_index`.
+    #[serde(default)]
+    pub device_start_index: Option<u64>,
     /// Wall-clock time of the first sample (RFC 3339, UTC, milliseconds).
     pub start_time: String,
     /// Wall-clock time of the last sample.

@@ -13,7 +13,8 @@
 //!   LSB (so i24 spans +-4.19 V: no ECG saturates), 8 channels I, II, V1..V6 ([`EKNET_LEADS`]),
 //!   [`EKNET_SAMPLES_PER_FRAME`] = 10 samples a frame. A hello frame goes out at the start, every
 //!   stream second (before every 50th sample frame) and whenever a reader newly opens the pty (a
-//!   USB-CDC device sees the host open its port). The u32 sample index counts every sample since
+//!   USB-CDC device sees the host open its port; during a stall, before the first frame after
+//!   it). The u32 sample index counts every sample since
 //!   the start, across records and loops: it jumps forward by exactly the samples of frames not
 //!   sent (dropped, stalled, hung up, unheard). Values are `round(mV * 1000 / 0.5)` clamped to i24.
 //! - **Cyton** ([`SimProtocol::Cyton`]): the 500 Hz records resampled to 250 Hz with the shared
@@ -320,6 +321,22 @@ pub struct Faults {
     /// At stream second A close the link for B seconds, then come back (on a pty: a new pty pair
     /// and the symlink created anew).
     pub hangup: Option<(f64, f64)>,
+    /// Faults at random times, on top of the ones above (see [`RandomFaults`]).
+    pub random: Option<RandomFaults>,
+}
+
+/// Faults at random: stream times between faults are exponential with mean
+/// `mean_interval_s` (a Poisson process), and each fault is one of six kinds with equal chance:
+/// a burst of 1..=5 dropped frames, one corrupted frame, 1..64 garbage bytes before a frame, an
+/// electrode (any of the nine) off for 1..=30 s, a stall of 0.5..=60 s, a hang-up of 1..=30 s.
+/// After a stall or a hang-up the next interval starts at its end. The same seed gives the
+/// same faults at the same stream times in any run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomFaults {
+    /// Seeds the generator.
+    pub seed: u64,
+    /// Mean stream seconds between faults (> 0).
+    pub mean_interval_s: f64,
 }
 
 impl Faults {
@@ -333,6 +350,14 @@ impl Faults {
             if every == Some(0) {
                 bail!("{name} must be at least 1 (every Nth frame)");
             }
+        }
+        if let Some(r) = self.random
+            && !(r.mean_interval_s.is_finite() && r.mean_interval_s > 0.0)
+        {
+            bail!(
+                "random faults: mean interval {} s must be a positive number of seconds",
+                r.mean_interval_s
+            );
         }
         for (name, span) in [("stall", self.stall), ("hangup", self.hangup)] {
             if let Some((a, b)) = span
@@ -369,6 +394,9 @@ pub struct SimOptions {
     pub baud: u32,
     /// Faults to inject.
     pub faults: Faults,
+    /// Write what the stream lost and why to this file, one JSON object a line (see
+    /// [`FaultLog`]); it is created (or truncated) at the start.
+    pub fault_log: Option<PathBuf>,
     /// The lead each Cyton channel carries (distinct leads).
     pub cyton_channel_map: [Lead; 8],
     /// The Cyton's programmable gain (scale = 4.5 V / gain / (2^23 - 1)).
@@ -395,6 +423,7 @@ impl Default for SimOptions {
             device: None,
             baud: SimProtocol::Eknet.default_baud(),
             faults: Faults::default(),
+            fault_log: None,
             cyton_channel_map: DEFAULT_CYTON_MAP,
             cyton_gain: DEFAULT_CYTON_GAIN,
             device_id: DEFAULT_DEVICE_ID.to_string(),
@@ -1065,6 +1094,185 @@ pub async fn run(opts: SimOptions, shutdown: watch::Receiver<bool>) -> anyhow::R
     result
 }
 
+/// The fault log: one JSON object a line, every index a sample index of the stream (at the
+/// protocol's rate: 500 Hz eknet, 250 Hz Cyton), spans `[from, to)`:
+/// - `{"kind":"start","protocol":..,"rate_hz":..,"speed":..,"random_seed":..,"random_mean_s":..}`
+///   first;
+/// - samples the host cannot have received intact, adjacent frames of one kind merged:
+///   `drop` (not sent), `corrupt` (sent with a byte flipped), `silenced` (not sent during a stall
+///   or hang-up), `unheard` (not wholly written: no reader on the pty, a full port buffer, the
+///   device gone, a Cyton host that stopped the stream);
+/// - `{"kind":"garbage","at":i,"bytes":n}`: garbage written before the intact frame starting at
+///   sample `i`;
+/// - `{"kind":"lead_off","electrode":"V2","bit":16,"from":..,"to":..}`: the frames holding those
+///   samples carry the electrode's lead-off bit (eknet) or flat channels (Cyton);
+/// - `{"kind":"stall","from":..,"to":..}` and `{"kind":"hangup","from":..,"to":..}` when one
+///   is scheduled;
+/// - `{"kind":"end","next_index":n,"report":{..}}` last, when the run ends normally.
+///
+/// Every other sample from 0 to `next_index` was written whole, in its frame, once.
+pub struct FaultLog {
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    pending: Option<(&'static str, u64, u64)>,
+}
+
+impl FaultLog {
+    fn open(path: Option<&Path>) -> anyhow::Result<FaultLog> {
+        let out = match path {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("creating the fault log {}", p.display()))?,
+            )),
+            None => None,
+        };
+        Ok(FaultLog { out, pending: None })
+    }
+
+    fn line(&mut self, v: &serde_json::Value) -> anyhow::Result<()> {
+        use std::io::Write;
+        if let Some(out) = &mut self.out {
+            writeln!(out, "{v}").context("writing the fault log")?;
+        }
+        Ok(())
+    }
+
+    /// Samples `[from, to)` lost to `kind`; merged with the previous span when adjacent.
+    fn lost(&mut self, kind: &'static str, from: u64, to: u64) -> anyhow::Result<()> {
+        if self.out.is_none() {
+            return Ok(());
+        }
+        if let Some((k, _, end)) = &mut self.pending
+            && *k == kind
+            && *end == from
+        {
+            *end = to;
+            return Ok(());
+        }
+        self.flush_pending()?;
+        self.pending = Some((kind, from, to));
+        Ok(())
+    }
+
+    fn event(&mut self, v: serde_json::Value) -> anyhow::Result<()> {
+        if self.out.is_none() {
+            return Ok(());
+        }
+        self.flush_pending()?;
+        self.line(&v)
+    }
+
+    fn flush_pending(&mut self) -> anyhow::Result<()> {
+        if let Some((kind, from, to)) = self.pending.take() {
+            self.line(&serde_json::json!({"kind": kind, "from": from, "to": to}))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        use std::io::Write;
+        self.flush_pending()?;
+        if let Some(out) = &mut self.out {
+            out.flush().context("writing the fault log")?;
+            out.get_ref().sync_all().context("syncing the fault log")?;
+        }
+        Ok(())
+    }
+}
+
+/// Random faults as they come due; see [`RandomFaults`].
+struct Chaos {
+    rng: Rng,
+    mean_samples: f64,
+    rate: f64,
+    next_at: u64,
+    drop_left: u32,
+    corrupt_next: bool,
+    garbage_next: bool,
+}
+
+/// What a random fault asks of the stream beyond the per-frame flags.
+enum Scheduled {
+    LeadOff(u16, u64, u64),
+    Stall(u64, u64),
+    Hangup(u64, u64),
+    Frame,
+}
+
+impl Chaos {
+    fn new(r: RandomFaults, rate: f64) -> Chaos {
+        let mut c = Chaos {
+            rng: Rng(r.seed ^ 0x5EED_C4A0_5000_0000),
+            mean_samples: r.mean_interval_s * rate,
+            rate,
+            next_at: 0,
+            drop_left: 0,
+            corrupt_next: false,
+            garbage_next: false,
+        };
+        c.next_at = c.interval();
+        c
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.rng.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn interval(&mut self) -> u64 {
+        let u = self.unit().max(1e-12);
+        (-u.ln() * self.mean_samples).round().max(1.0) as u64
+    }
+
+    fn seconds(&mut self, lo: f64, hi: f64) -> u64 {
+        ((lo + (hi - lo) * self.unit()) * self.rate)
+            .round()
+            .max(1.0) as u64
+    }
+
+    /// The fault due at or before `first`, if any.
+    fn due(&mut self, first: u64) -> Option<Scheduled> {
+        if first < self.next_at {
+            return None;
+        }
+        self.next_at = first + self.interval();
+        Some(match self.rng.below(6) {
+            0 => {
+                self.drop_left += 1 + self.rng.below(5) as u32;
+                Scheduled::Frame
+            }
+            1 => {
+                self.corrupt_next = true;
+                Scheduled::Frame
+            }
+            2 => {
+                self.garbage_next = true;
+                Scheduled::Frame
+            }
+            3 => {
+                let bit = 1u16 << self.rng.below(ELECTRODES.len());
+                let len = self.seconds(1.0, 30.0);
+                Scheduled::LeadOff(bit, first, first + len)
+            }
+            4 => {
+                let len = self.seconds(0.5, 60.0);
+                self.next_at += len;
+                Scheduled::Stall(first, first + len)
+            }
+            _ => {
+                let len = self.seconds(1.0, 30.0);
+                self.next_at += len;
+                Scheduled::Hangup(first, first + len)
+            }
+        })
+    }
+}
+
+fn electrode_name(bit: u16) -> &'static str {
+    ELECTRODES
+        .get(bit.trailing_zeros() as usize)
+        .copied()
+        .unwrap_or("?")
+}
+
 async fn stream(
     opts: &SimOptions,
     prepared: &[Prepared],
@@ -1075,18 +1283,35 @@ async fn stream(
     let protocol = opts.protocol;
     let rate = protocol.sample_rate_hz() as f64;
     let spf = protocol.samples_per_frame();
-    let lead_off: Vec<(u16, u64, u64)> = opts
-        .faults
-        .lead_off
-        .iter()
-        .zip(lead_off_bits)
-        .map(|(l, &bit)| {
-            let (lo, hi) = index_span(l.from_s, l.to_s, rate);
-            (bit, lo, hi)
-        })
-        .collect();
-    let stall = opts.faults.stall.map(|(a, b)| index_span(a, a + b, rate));
-    let hangup = opts.faults.hangup.map(|(a, b)| index_span(a, a + b, rate));
+    let mut log = FaultLog::open(opts.fault_log.as_deref())?;
+    log.event(serde_json::json!({
+        "kind": "start",
+        "protocol": protocol.name(),
+        "rate_hz": protocol.sample_rate_hz(),
+        "speed": opts.speed,
+        "random_seed": opts.faults.random.map(|r| r.seed),
+        "random_mean_s": opts.faults.random.map(|r| r.mean_interval_s),
+    }))?;
+    let mut lead_off: Vec<(u16, u64, u64)> = Vec::new();
+    for (l, &bit) in opts.faults.lead_off.iter().zip(lead_off_bits) {
+        let (lo, hi) = index_span(l.from_s, l.to_s, rate);
+        log.event(serde_json::json!({
+            "kind": "lead_off", "electrode": electrode_name(bit), "bit": bit, "from": lo, "to": hi,
+        }))?;
+        lead_off.push((bit, lo, hi));
+    }
+    // Stalls and hang-ups still to come or under way, by start.
+    let mut stalls: Vec<(u64, u64)> = Vec::new();
+    let mut hangups: std::collections::VecDeque<(u64, u64)> = Default::default();
+    if let Some((lo, hi)) = opts.faults.stall.map(|(a, b)| index_span(a, a + b, rate)) {
+        log.event(serde_json::json!({"kind": "stall", "from": lo, "to": hi}))?;
+        stalls.push((lo, hi));
+    }
+    if let Some((lo, hi)) = opts.faults.hangup.map(|(a, b)| index_span(a, a + b, rate)) {
+        log.event(serde_json::json!({"kind": "hangup", "from": lo, "to": hi}))?;
+        hangups.push_back((lo, hi));
+    }
+    let mut chaos = opts.faults.random.map(|r| Chaos::new(r, rate));
     let hello = eknet::encode_hello(&eknet::Hello {
         sample_rate_mhz: EKNET_RATE_HZ * 1000,
         microvolts_per_lsb: EKNET_UV_PER_LSB,
@@ -1109,8 +1334,8 @@ async fn stream(
     let mut out: Vec<u8> = Vec::with_capacity(2 * eknet::MAX_FRAME);
     let mut n: u64 = 0; // stream index of the next sample
     let mut number: u64 = 0; // sample frames so far
-    let mut hung = false;
-    let mut hangup_done = hangup.is_none();
+    let mut hung_until: Option<u64> = None;
+    let mut hello_owed = false;
     let mut cyton_streaming = true;
     let mut stopped = false;
     let start = Instant::now();
@@ -1130,28 +1355,66 @@ async fn stream(
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400));
         if wait_until(due, &mut shutdown).await {
             stopped = true;
+            n = first;
             break;
         }
         let hello_due = protocol == SimProtocol::Eknet && number.is_multiple_of(HELLO_EVERY_FRAMES);
         number += 1;
 
-        // Hang-up and stall: the frame is not sent.
-        if let Some((lo, hi)) = hangup
-            && !hangup_done
+        if let Some(c) = &mut chaos
+            && let Some(fault) = c.due(first)
         {
-            if !hung && first >= lo {
-                port.hang_up();
-                report.hangups += 1;
-                hung = true;
-            }
-            if hung && first >= hi {
-                port.come_back()?;
-                hung = false;
-                hangup_done = true;
+            match fault {
+                Scheduled::LeadOff(bit, lo, hi) => {
+                    log.event(serde_json::json!({
+                        "kind": "lead_off", "electrode": electrode_name(bit), "bit": bit,
+                        "from": lo, "to": hi,
+                    }))?;
+                    lead_off.push((bit, lo, hi));
+                }
+                Scheduled::Stall(lo, hi) => {
+                    log.event(serde_json::json!({"kind": "stall", "from": lo, "to": hi}))?;
+                    stalls.push((lo, hi));
+                }
+                Scheduled::Hangup(lo, hi) => {
+                    log.event(serde_json::json!({"kind": "hangup", "from": lo, "to": hi}))?;
+                    let at = hangups.partition_point(|&(l, _)| l <= lo);
+                    hangups.insert(at, (lo, hi));
+                }
+                Scheduled::Frame => {}
             }
         }
-        if hung || stall.is_some_and(|(lo, hi)| first >= lo && first < hi) {
+        lead_off.retain(|&(_, _, hi)| hi > first);
+        stalls.retain(|&(_, hi)| hi > first);
+
+        if let Some(until) = hung_until
+            && first >= until
+        {
+            port.come_back()?;
+            hung_until = None;
+        }
+        if hung_until.is_none() {
+            while let Some(&(lo, hi)) = hangups.front() {
+                if first < lo {
+                    break;
+                }
+                hangups.pop_front();
+                if first < hi {
+                    port.hang_up();
+                    report.hangups += 1;
+                    hung_until = Some(hi);
+                    break;
+                }
+            }
+        }
+        if hung_until.is_some() || stalls.iter().any(|&(lo, hi)| first >= lo && first < hi) {
+            // A stalled device is still plugged in: it sees a host open the port (and greets it
+            // with a hello once it sends again).
+            if hung_until.is_none() && port.probe().1 {
+                hello_owed = true;
+            }
             report.frames_silenced += 1;
+            log.lost("silenced", first, end)?;
             continue;
         }
 
@@ -1175,28 +1438,40 @@ async fn stream(
         }
         if host == Host::Absent {
             report.frames_unheard += 1;
+            log.lost("unheard", first, end)?;
             continue;
         }
         let mut hello_end = 0;
-        if protocol == SimProtocol::Eknet && (hello_due || new_reader) {
+        if protocol == SimProtocol::Eknet && (hello_due || new_reader || hello_owed) {
             out.extend_from_slice(&hello);
             hello_end = out.len();
         }
         let mut frame_end = None;
-        if hit(opts.faults.drop_every, number) {
+        let mut garbage = 0;
+        let mut corrupted = false;
+        let chaos_drop = chaos.as_mut().is_some_and(|c| {
+            let d = c.drop_left > 0;
+            c.drop_left = c.drop_left.saturating_sub(1);
+            d
+        });
+        if hit(opts.faults.drop_every, number) || chaos_drop {
             report.frames_dropped += 1;
+            log.lost("drop", first, end)?;
         } else if protocol == SimProtocol::Cyton && !cyton_streaming {
             report.frames_unheard += 1;
+            log.lost("unheard", first, end)?;
         } else {
             let bits = lead_off
                 .iter()
                 .filter(|(_, lo, hi)| first < *hi && end > *lo)
                 .fold(0u16, |acc, (bit, _, _)| acc | bit);
-            // Seeded by the frame number: the same frame gets the same fault bytes in any run.
             let mut rng = Rng(0x00EC_4B51 ^ number.wrapping_mul(0x2545_F491_4F6C_DD1D));
-            if hit(opts.faults.garbage_every, number) {
-                let len = 1 + rng.below(64);
-                out.extend((0..len).map(|_| rng.next() as u8));
+            let chaos_garbage = chaos
+                .as_mut()
+                .is_some_and(|c| std::mem::take(&mut c.garbage_next));
+            if hit(opts.faults.garbage_every, number) || chaos_garbage {
+                garbage = 1 + rng.below(64);
+                out.extend((0..garbage).map(|_| rng.next() as u8));
             }
             let frame_start = out.len();
             match protocol {
@@ -1215,13 +1490,17 @@ async fn stream(
                     out.extend_from_slice(&cyton::encode(first as u8, &channels, CYTON_FOOTER));
                 }
             }
-            if hit(opts.faults.corrupt_every, number) {
+            let chaos_corrupt = chaos
+                .as_mut()
+                .is_some_and(|c| std::mem::take(&mut c.corrupt_next));
+            if hit(opts.faults.corrupt_every, number) || chaos_corrupt {
                 let (lo, hi) = match protocol {
                     SimProtocol::Eknet => (frame_start + eknet::HEADER, out.len()),
                     SimProtocol::Cyton => (frame_start + 2, out.len()),
                 };
                 let at = lo + rng.below(hi - lo);
                 out[at] ^= 0xFF;
+                corrupted = true;
             }
             frame_end = Some(out.len());
         }
@@ -1232,19 +1511,29 @@ async fn stream(
         report.bytes_sent += written as u64;
         if hello_end > 0 && written >= hello_end {
             report.hellos_sent += 1;
+            hello_owed = false;
         }
         if let Some(fe) = frame_end {
             if written >= fe {
                 report.frames_sent += 1;
                 report.samples_sent += count as u64;
+                if corrupted {
+                    log.lost("corrupt", first, end)?;
+                } else if garbage > 0 {
+                    log.event(
+                        serde_json::json!({"kind": "garbage", "at": first, "bytes": garbage}),
+                    )?;
+                }
             } else {
                 report.frames_unheard += 1;
+                log.lost("unheard", first, end)?;
             }
         }
     }
     if !stopped && port.present {
-        // Let the reader drain the pty before the master closes.
         wait_until(Instant::now() + LINGER, &mut shutdown).await;
     }
+    log.event(serde_json::json!({"kind": "end", "next_index": n, "report": report}))?;
+    log.finish()?;
     Ok(report)
 }

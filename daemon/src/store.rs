@@ -320,6 +320,7 @@ mod tests {
             window: Span {
                 start_index: Some(1),
                 end_index: Some(5001),
+                device_start_index: None,
                 start_time: "t0".into(),
                 end_time: "t1".into(),
             },

@@ -53,6 +53,9 @@ pub struct LiveWindow {
     pub leads: Vec<Vec<f32>>,
     /// Electrodes off at any sample of the window (bits as in the frame).
     pub lead_off: u16,
+    /// The device's own index of the first sample, where the device numbers its samples (eknet
+    /// frames do; a Cyton's counter wraps at 256, so `None` there). Set by the reader.
+    pub device_start_index: Option<u64>,
 }
 
 impl LiveWindow {
@@ -150,6 +153,7 @@ impl WindowAssembler {
                 .map(|b| b.iter().copied().collect())
                 .collect(),
             lead_off: self.lead_off.iter().fold(0, |a, &b| a | b),
+            device_start_index: None,
         })
     }
 }

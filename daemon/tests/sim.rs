@@ -1,12 +1,13 @@
 //! The device simulator end to end: real pseudo-terminals opened through the simulator's symlink
 //! as the daemon would open a device, real LUDB records, the project's own decoders; no mocks.
 //! Covers the eknet stream (hello, contiguous indices, values within one LSB, pacing), each
-//! fault (drops, lead-off, corruption, garbage, hang-up), the Cyton stream, and option errors.
+//! fault (drops, lead-off, corruption, garbage, hang-up), random faults against the simulator's own
+//! fault log, the Cyton stream, and option errors.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use eknet_daemon::protocol::{cyton, eknet};
-use eknet_daemon::sim::{self, Faults, LeadOff, SimOptions, SimProtocol, SimReport};
+use eknet_daemon::sim::{self, Faults, LeadOff, RandomFaults, SimOptions, SimProtocol, SimReport};
 use eknet_shared::{Lead, Record};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -482,6 +483,176 @@ async fn hangup_closes_the_port_and_a_new_pty_comes_back() {
         "2 stream seconds = 100 frames not sent"
     );
     assert_eq!(*slave_rx.borrow_and_update(), None);
+}
+
+/// Random faults, read by a host that reopens the link after every hang-up: what the host
+/// decoded agrees with the simulator's fault log sample for sample. No received sample lies in
+/// a span the log calls lost; every sample the log does not call lost arrived, but for frames
+/// still in the pty when a hang-up closed it (the host had not read them yet); every lead-off span
+/// shows in the frames' bits; every kind of fault happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_faults_agree_with_the_fault_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), SimProtocol::Eknet, 20.0);
+    opts.faults.random = Some(RandomFaults {
+        seed: 7,
+        mean_interval_s: 2.0,
+    });
+    let log_path = dir.path().join("faults.jsonl");
+    opts.fault_log = Some(log_path.clone());
+    let (tx, mut slave_rx) = watch::channel(None);
+    opts.slave_tx = Some(tx);
+    let run = Running::start(opts);
+
+    // Host: every intact block, until stream second 150 (7.5 wall seconds).
+    let mut got: Vec<(u64, u64, u16)> = Vec::new();
+    let mut hangups_seen = 0;
+    'outer: loop {
+        let path = timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(p) = slave_rx.borrow_and_update().clone() {
+                    return p;
+                }
+                slave_rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the port comes back within 10 s");
+        let mut port = open(&path, 230_400);
+        let mut dec = eknet::Decoder::new();
+        let mut buf = [0u8; 4096];
+        let mut out = Vec::new();
+        loop {
+            let n = match timeout(Duration::from_secs(5), port.read(&mut buf)).await {
+                Err(_) => panic!("no data and no hang-up for 5 s"),
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    hangups_seen += 1;
+                    break;
+                }
+                Ok(Ok(n)) => n,
+            };
+            dec.feed(&buf[..n], &mut out);
+            for e in out.drain(..) {
+                if let eknet::Event::Samples(b) = e {
+                    let from = u64::from(b.first_index);
+                    got.push((from, from + b.samples() as u64, b.lead_off));
+                }
+            }
+            if got.last().is_some_and(|g| g.0 >= 75_000) {
+                break 'outer;
+            }
+        }
+        // Wait for the link to be replaced (or the port to be published again).
+        let _ = timeout(Duration::from_secs(5), slave_rx.changed()).await;
+    }
+    let r = run.finish().await;
+
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(&log_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(log[0]["kind"], "start");
+    assert_eq!(log[0]["random_seed"], 7);
+    let end = log.last().unwrap();
+    assert_eq!(end["kind"], "end", "the log ends with the run's report");
+    assert_eq!(end["report"]["hangups"], r.hangups);
+    let span = |v: &serde_json::Value| (v["from"].as_u64().unwrap(), v["to"].as_u64().unwrap());
+    let of = |kind: &str| -> Vec<(u64, u64)> {
+        log.iter().filter(|v| v["kind"] == kind).map(span).collect()
+    };
+    let lost: Vec<(&str, (u64, u64))> = ["drop", "corrupt", "silenced", "unheard"]
+        .into_iter()
+        .flat_map(|k| of(k).into_iter().map(move |s| (k, s)))
+        .collect();
+    for kind in ["drop", "corrupt", "silenced", "lead_off", "stall", "hangup"] {
+        assert!(
+            !of(kind).is_empty(),
+            "no {kind} in 150 s at one fault every 2 s"
+        );
+    }
+    assert!(
+        log.iter().any(|v| v["kind"] == "garbage"),
+        "no garbage burst"
+    );
+    assert_eq!(
+        r.frames_dropped,
+        of("drop").iter().map(|(a, b)| (b - a) / 10).sum::<u64>()
+    );
+    assert_eq!(
+        r.frames_silenced,
+        of("silenced")
+            .iter()
+            .map(|(a, b)| (b - a) / 10)
+            .sum::<u64>()
+    );
+    assert!(hangups_seen >= 1 && r.hangups >= 1);
+
+    // No received sample was logged lost.
+    for &(a, b, _) in &got {
+        for (kind, (lo, hi)) in &lost {
+            assert!(
+                b <= *lo || a >= *hi,
+                "samples {a}..{b} arrived but the log says {kind} {lo}..{hi}"
+            );
+        }
+    }
+    // Every sample from the first received to the last not logged lost arrived, except frames
+    // cut off by a hang-up (just before a silenced span).
+    let mut expect = got[0].0;
+    let stop = got.last().unwrap().1;
+    let mut lost_sorted: Vec<(u64, u64)> = lost.iter().map(|(_, s)| *s).collect();
+    lost_sorted.sort();
+    let hangup_starts: Vec<u64> = of("hangup").iter().map(|s| s.0).collect();
+    let mut received = got.iter().map(|g| (g.0, g.1)).peekable();
+    let mut cut_at_hangup = 0;
+    while expect < stop {
+        if let Some(&(_, hi)) = lost_sorted
+            .iter()
+            .find(|(lo, hi)| *lo <= expect && expect < *hi)
+        {
+            expect = hi;
+            continue;
+        }
+        let (a, b) = *received.peek().unwrap();
+        if a == expect {
+            expect = b;
+            received.next();
+            continue;
+        }
+        assert!(a > expect, "samples {a}..{b} arrived twice or out of order");
+        // Samples expect..gap_end never arrived: they must end where a hang-up began.
+        let next_lost = lost_sorted.iter().find(|(lo, _)| *lo > expect).map(|s| s.0);
+        let gap_end = next_lost.map_or(a, |l| l.min(a));
+        assert!(
+            hangup_starts.contains(&gap_end) && gap_end - expect <= 500,
+            "samples {expect}..{gap_end} never arrived and the log does not say why"
+        );
+        cut_at_hangup += gap_end - expect;
+        expect = gap_end;
+    }
+    assert!(
+        cut_at_hangup <= 500 * r.hangups,
+        "{cut_at_hangup} samples cut at {} hang-ups",
+        r.hangups
+    );
+    // Lead-off bits: set in every block inside a logged span (and a block outside every span has
+    // none).
+    let offs: Vec<(u16, u64, u64)> = log
+        .iter()
+        .filter(|v| v["kind"] == "lead_off")
+        .map(|v| {
+            let (a, b) = span(v);
+            (v["bit"].as_u64().unwrap() as u16, a, b)
+        })
+        .collect();
+    for &(a, b, bits) in &got {
+        let want = offs
+            .iter()
+            .filter(|(_, lo, hi)| a < *hi && b > *lo)
+            .fold(0u16, |acc, (bit, _, _)| acc | bit);
+        assert_eq!(bits, want, "lead-off bits of samples {a}..{b}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

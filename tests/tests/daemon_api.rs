@@ -299,6 +299,7 @@ fn stored(i: u64) -> WindowResult {
         window: Span {
             start_index: Some(i * 1250),
             end_index: Some(i * 1250 + 5000),
+            device_start_index: None,
             start_time: "2026-11-25T00:00:00.000Z".into(),
             end_time: "2026-11-25T00:00:10.000Z".into(),
         },

@@ -115,6 +115,25 @@ async fn windows_every_hop_from_a_pty_and_a_hangup_is_never_spanned() {
         live[1].window.start_index.unwrap() - live[0].window.start_index.unwrap(),
         1250
     );
+    // The device's own sample numbers travel with each window: one hop apart, and no window
+    // holds a device sample of the hang-up (stream seconds 30-34: device samples 15000..17000).
+    let device: Vec<u64> = live
+        .iter()
+        .map(|r| {
+            r.window
+                .device_start_index
+                .expect("an eknet window carries the device's sample index")
+        })
+        .collect();
+    assert_eq!(device[1] - device[0], 1250, "{device:?}");
+    for &d in &device {
+        assert!(
+            d + 5000 <= 15_000 || d >= 17_000,
+            "window at device samples {d}..{} holds samples of the hang-up",
+            d + 5000
+        );
+    }
+    assert!(device.iter().any(|&d| d >= 17_000), "{device:?}");
     let ids: Vec<u64> = rs.iter().map(|r| r.id).collect();
     assert!(ids.windows(2).all(|w| w[1] > w[0]), "{ids:?}");
     // The hangup is reported, and no window contains its index; classification resumes.

@@ -4,7 +4,8 @@
 
 use clap::Parser;
 use eknet_daemon::sim::{
-    self, DEFAULT_CYTON_GAIN, DEFAULT_DEVICE_ID, Faults, LeadOff, SimOptions, SimProtocol,
+    self, DEFAULT_CYTON_GAIN, DEFAULT_DEVICE_ID, Faults, LeadOff, RandomFaults, SimOptions,
+    SimProtocol,
 };
 use eknet_shared::Lead;
 use std::path::PathBuf;
@@ -82,6 +83,26 @@ struct Cli {
     #[arg(long, value_name = "A:B", value_parser = sim::parse_span)]
     hangup: Option<(f64, f64)>,
 
+    /// Faults at random, on average one every MEAN_S stream seconds (a Poisson process): each
+    /// a burst of 1-5 dropped frames, a corrupted frame, garbage bytes, an electrode off for
+    /// 1-30 s, a stall of 0.5-60 s or a hang-up of 1-30 s, with equal chance.
+    #[arg(long, value_name = "MEAN_S")]
+    random_faults: Option<f64>,
+
+    /// Seed of --random-faults (the same seed gives the same faults at the same stream times).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        requires = "random_faults"
+    )]
+    random_seed: u64,
+
+    /// Log every sample span the stream lost and why (drop, corrupt, silenced, unheard), every
+    /// lead-off span, stall, hang-up and garbage burst, as JSON lines in stream sample indices.
+    #[arg(long, value_name = "PATH")]
+    fault_log: Option<PathBuf>,
+
     /// The lead each Cyton channel carries, channel 1 first.
     #[arg(
         long,
@@ -126,7 +147,12 @@ impl Cli {
                 lead_off: self.lead_off,
                 stall: self.stall,
                 hangup: self.hangup,
+                random: self.random_faults.map(|mean| RandomFaults {
+                    seed: self.random_seed,
+                    mean_interval_s: mean,
+                }),
             },
+            fault_log: self.fault_log,
             cyton_channel_map: self.cyton_map,
             cyton_gain: self.cyton_gain,
             device_id: self.device_id,
