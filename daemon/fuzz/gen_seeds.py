@@ -1,18 +1,26 @@
 #!/usr/bin/env python3
-"""Writes seed inputs for the fuzz targets, built from valid frames (daemon/PROTOCOL.md) and the
-Cyton packet format (daemon/src/protocol/cyton.rs), plus a few damaged ones.
+"""Writes seed inputs for the fuzz targets: the decoders' from valid frames (daemon/PROTOCOL.md)
+and the Cyton packet format (daemon/src/protocol/cyton.rs), plus a few damaged ones; upload bodies
+(the seed's `.ecgzip` JSON, plain and gzip, valid and damaged); WFDB headers (LUDB's and
+PTB-XL's from ../shared/data when present, and inline ones); bundle manifests (the shipped demo
+bundle's manifest, alone and as a one-file zip).
 
-    python3 gen_seeds.py            # writes corpus/eknet_decoder/ and corpus/cyton_decoder/
-    python3 gen_seeds.py OUT_DIR    # writes OUT_DIR/eknet_decoder/ and OUT_DIR/cyton_decoder/
+    python3 gen_seeds.py            # writes corpus/<target>/ for every target
+    python3 gen_seeds.py OUT_DIR    # writes OUT_DIR/<target>/
 
 Every seed starts with the chunking byte the targets read (see fuzz_targets/common.rs):
 0x00..0x7F = fixed chunks of (k & 0x3F) + 1 bytes; 0x80 | (n - 1) followed by n control bytes =
 chunk sizes cycling through them (each % 65).
 """
 
+import glob
+import gzip
+import io
+import json
 import os
 import struct
 import sys
+import zipfile
 
 # ---------------------------------------------------------------- eknet frame v1
 
@@ -152,9 +160,72 @@ def cyton_seeds() -> dict:
     }
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.join(HERE, "..", "..")
+LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def upload_seeds() -> dict:
+    """First byte: 0 plain body, 1 gzip body as sent, 2 the target gzips the rest itself."""
+    def body(n=40, rate=500.0, meta=True, bare=False):
+        d = {}
+        for k, lead in enumerate(LEADS):
+            vals = [round(0.01 * ((i * (k + 3)) % 37) - 0.1, 3) for i in range(n)]
+            d[lead] = vals if bare else {"value": vals}
+        if meta:
+            d["eknet_meta"] = {"sample_rate_hz": rate, "id": "fuzz", "age": 60, "sex": "F"}
+        return json.dumps(d, separators=(",", ":")).encode()
+    ok = body()
+    return {
+        "plain": b"\x00" + ok,
+        "gzip": b"\x01" + gzip.compress(ok),
+        "wrap": b"\x02" + ok,
+        "bare_lists_no_meta": b"\x00" + body(meta=False, bare=True),
+        "rate_250": b"\x00" + body(rate=250.0),
+        "rate_huge": b"\x00" + body(rate=1e12),
+        "rate_nan": b"\x00" + ok.replace(b'"sample_rate_hz":500.0', b'"sample_rate_hz":"nan"'),
+        "one_lead_short": b"\x00" + ok.replace(b'"V6":{"value":[', b'"V6":{"value":[1,', 1),
+        "truncated_gzip": b"\x01" + gzip.compress(ok)[:-9],
+        "not_json": b"\x00" + b"{\"I\": [1, 2,",
+    }
+
+
+def header_seeds() -> dict:
+    seeds = {
+        "inline": b"rec 2 500 10\nrec.dat 16 1000(0)/mV 16 0 -12 1234 0 I\nrec.dat 16 1000/mV 16 0 5 99 0 II\n# Age: 61\n# Sex: M\n",
+        "inline_212": b"x 1 360 20\nx.dat 212 200 11 1024 0 0 0 MLII\n",
+        "bad_counts": b"r 99999999 500 99999999999\n",
+    }
+    data = os.environ.get("EKNET_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
+    for pattern, n in (("ludb/data/*.hea", 4), ("ptbxl/**/*.hea", 3), ("cinc*/**/*.hea", 3)):
+        for path in sorted(glob.glob(os.path.join(data, pattern), recursive=True))[:n]:
+            with open(path, "rb") as f:
+                seeds["data_" + os.path.basename(path)] = f.read()
+    return seeds
+
+
+def bundle_seeds() -> dict:
+    path = os.path.join(REPO, "models", "eknet-demo.eknet")
+    if not os.path.exists(path):
+        return {}
+    with zipfile.ZipFile(path) as z:
+        manifest = z.read("manifest.json")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("manifest.json", manifest)
+        z.writestr("model.onnx", b"not an onnx graph")
+    return {"manifest": manifest, "zip_manifest_only": buf.getvalue()}
+
+
 def main() -> None:
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
-    for target, seeds in (("eknet_decoder", eknet_seeds()), ("cyton_decoder", cyton_seeds())):
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+    for target, seeds in (
+        ("eknet_decoder", eknet_seeds()),
+        ("cyton_decoder", cyton_seeds()),
+        ("upload_body", upload_seeds()),
+        ("wfdb_header", header_seeds()),
+        ("bundle", bundle_seeds()),
+    ):
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
         for name, data in seeds.items():

@@ -9,6 +9,7 @@ use crate::config::Protocol;
 use crate::engine::{EngineCounters, Job, offer};
 use crate::protocol::{cyton, eknet};
 use crate::result::now_ms;
+use crate::signal::{SignalFrame, SignalTap};
 use crate::windows::WindowAssembler;
 use eknet_shared::Lead;
 use eknet_shared::layout::LEAD_ROWS;
@@ -21,7 +22,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// First reconnect delay.
 pub const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -122,6 +123,8 @@ struct Pipeline {
     device_samples: u64,
     cyton_scale_mv: f64,
     cyton_map: [Lead; 8],
+    /// The live signal for `/v1/stream/signal`.
+    tap: SignalTap,
 }
 
 fn twelve_from_eight(map: &[Lead; 8], ch: &[f32]) -> [f32; LEAD_ROWS] {
@@ -137,7 +140,7 @@ fn twelve_from_eight(map: &[Lead; 8], ch: &[f32]) -> [f32; LEAD_ROWS] {
 }
 
 impl Pipeline {
-    fn new(cfg: &ReaderConfig) -> Pipeline {
+    fn new(cfg: &ReaderConfig, signal: broadcast::Sender<Arc<SignalFrame>>) -> Pipeline {
         Pipeline {
             assembler: WindowAssembler::new(cfg.hop_samples),
             index: 0,
@@ -149,12 +152,14 @@ impl Pipeline {
             device_samples: 0,
             cyton_scale_mv: cyton::microvolts_per_lsb(cfg.cyton_gain) / 1000.0,
             cyton_map: cfg.cyton_map,
+            tap: SignalTap::new(signal),
         }
     }
 
     /// Starts a new signal: nothing buffered crosses this point.
     fn gap(&mut self) {
         self.assembler.gap();
+        self.tap.gap();
         self.resamplers.iter_mut().for_each(StreamResampler::reset);
     }
 
@@ -178,6 +183,7 @@ impl Pipeline {
     ) {
         let idx = self.index;
         self.index += 1;
+        self.tap.push(idx, device_index, &sample, lead_off);
         if let Some(mut window) = self.assembler.push(idx, sample, lead_off) {
             // No window spans a gap (every jump of the device index is one), so the device
             // indices of a window are as contiguous as the stream's.
@@ -275,6 +281,7 @@ pub async fn run_reader(
     status: SharedStatus,
     jobs: SyncSender<Job>,
     counters: Arc<EngineCounters>,
+    signal: broadcast::Sender<Arc<SignalFrame>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if let Ok(mut s) = status.lock() {
@@ -282,7 +289,7 @@ pub async fn run_reader(
         s.protocol = format!("{:?}", cfg.protocol).to_lowercase();
     }
     let mut backoff = BACKOFF_START;
-    let mut pipeline = Pipeline::new(&cfg);
+    let mut pipeline = Pipeline::new(&cfg, signal);
     let mut announced_failure = false;
     let mut out = Outbox::new(&jobs, &counters);
     let mut send = |job: Job| out.send(job);

@@ -6,7 +6,9 @@
 
 use crate::acquire::SharedStatus;
 use crate::engine::{EngineCounters, Job, ModelInfo};
+use crate::fhir_push::PushCounters;
 use crate::result::WindowResult;
+use crate::signal::{MAX_EVENTS_PER_S, SignalFrame};
 use crate::store::{HistoryView, Store};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -63,6 +65,23 @@ pub struct AppState {
     pub http: Arc<HttpCounters>,
     /// Becomes true when the daemon stops (event streams end then).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The live signal (`/v1/stream/signal`).
+    pub signal: broadcast::Sender<Arc<SignalFrame>>,
+    /// FHIR: identity and push counters.
+    pub fhir: Arc<FhirState>,
+}
+
+/// What the FHIR routes and the status need.
+#[derive(Debug)]
+pub struct FhirState {
+    /// The daemon's id in result identifiers.
+    pub source_id: Arc<str>,
+    /// `Patient/...`, when configured.
+    pub patient: Option<String>,
+    /// The push endpoint, when configured.
+    pub endpoint: Option<String>,
+    /// Push counters (all zero without an endpoint).
+    pub push: Arc<PushCounters>,
 }
 
 /// Request counters.
@@ -117,7 +136,12 @@ impl IntoResponse for ApiError {
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page_html))
+        .route("/app.js", get(page_js))
+        .route("/style.css", get(page_css))
         .route("/healthz", get(healthz))
+        .route("/v1/results/{id}/fhir", get(result_fhir))
+        .route("/v1/stream/signal", get(stream_signal))
         .route("/v1/status", get(status))
         .route("/v1/results/latest", get(latest))
         .route("/v1/results", get(results))
@@ -136,11 +160,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Counts requests, checks the bearer token (all but `/healthz`).
+/// Routes open without the token: health, and the bedside page's static files (they hold no
+/// data; the page asks for the token and sends it with every data request).
+const OPEN_ROUTES: [&str; 4] = ["/healthz", "/", "/app.js", "/style.css"];
+
+/// Counts requests, checks the bearer token (all but [`OPEN_ROUTES`]).
 async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     s.http.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(token) = &s.token
-        && req.uri().path() != "/healthz"
+        && !OPEN_ROUTES.contains(&req.uri().path())
     {
         let given = req
             .headers()
@@ -220,8 +248,159 @@ async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
                      "appends_cut_back": h.appends_cut_back,
                      "damaged_lines_skipped_at_start": h.skipped_lines,
                      "torn_bytes_cut_at_start": h.recovered_torn_bytes },
+        "fhir": fhir_status(&s.fhir),
         "uptime_s": s.started.elapsed().as_secs_f64(),
     })))
+}
+
+fn fhir_status(f: &FhirState) -> serde_json::Value {
+    let p = &f.push;
+    let last = p.last.lock().map(|l| l.clone()).unwrap_or_default();
+    serde_json::json!({
+        "source_id": &*f.source_id,
+        "push_endpoint": f.endpoint,
+        "sent": p.sent.load(Ordering::Relaxed),
+        "failed_attempts": p.failed_attempts.load(Ordering::Relaxed),
+        "skipped_events": p.skipped_events.load(Ordering::Relaxed),
+        "expired_unsent": p.expired_unsent.load(Ordering::Relaxed),
+        "cursor": p.cursor.load(Ordering::Relaxed),
+        "last_error": last.error,
+        "last_success": last.success_at,
+    })
+}
+
+/// The bedside page (files embedded in the binary).
+const PAGE_HTML: &str = include_str!("../web/index.html");
+const PAGE_JS: &str = include_str!("../web/app.js");
+const PAGE_CSS: &str = include_str!("../web/style.css");
+
+fn page_file(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page_html() -> Response {
+    page_file(PAGE_HTML, "text/html; charset=utf-8")
+}
+
+async fn page_js() -> Response {
+    page_file(PAGE_JS, "text/javascript; charset=utf-8")
+}
+
+async fn page_css() -> Response {
+    page_file(PAGE_CSS, "text/css; charset=utf-8")
+}
+
+/// One stored result as a FHIR R4 `collection` Bundle.
+async fn result_fhir(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let id: u64 = id.parse().ok().filter(|&i| i > 0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("'{id}' is not a result id (a whole number from 1)"),
+        )
+    })?;
+    let (items, _) = read_since(&s, id - 1, 1).await?;
+    let r = items.into_iter().find(|r| r.id == id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no result {id} in the history"),
+        )
+    })?;
+    let ctx = crate::fhir::FhirContext {
+        source_id: &s.fhir.source_id,
+        patient: s.fhir.patient.as_deref(),
+        model: &s.model,
+        manifest: &s.manifest,
+    };
+    let bundle = crate::fhir::collection(&r, &ctx)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        bundle.to_string(),
+    )
+        .into_response())
+}
+
+/// The live signal: frames merged while contiguous, at most [`MAX_EVENTS_PER_S`] events a
+/// second, each with id = its last frame's sequence number; `lagged` when this client fell
+/// behind (the sequence numbers jump too).
+async fn stream_signal(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.signal.subscribe();
+    let period = Duration::from_secs(1) / MAX_EVENTS_PER_S;
+    let http = s.http.clone();
+    let live = stream::unfold((rx, Vec::<Event>::new()), move |(mut rx, mut queue)| {
+        let http = http.clone();
+        async move {
+            loop {
+                if !queue.is_empty() {
+                    let e = queue.remove(0);
+                    return Some((Ok(e), (rx, queue)));
+                }
+                tokio::time::sleep(period).await;
+                let mut merged: Option<SignalFrame> = None;
+                loop {
+                    match rx.try_recv() {
+                        Ok(f) => {
+                            let joined = merged.as_mut().is_some_and(|m| m.merge(&f));
+                            if !joined {
+                                if let Some(m) = merged.take() {
+                                    queue.push(signal_event(&m));
+                                }
+                                merged = Some((*f).clone());
+                            }
+                        }
+                        Err(broadcast::error::TryRecvError::Empty) => break,
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                            http.stream_lags.fetch_add(1, Ordering::Relaxed);
+                            if let Some(m) = merged.take() {
+                                queue.push(signal_event(&m));
+                            }
+                            queue.push(
+                                Event::default().event("lagged").data(
+                                    serde_json::json!({
+                                        "missed_frames": n,
+                                        "reason": "this client fell behind the signal",
+                                    })
+                                    .to_string(),
+                                ),
+                            );
+                        }
+                        Err(broadcast::error::TryRecvError::Closed) => return None,
+                    }
+                }
+                if let Some(m) = merged {
+                    queue.push(signal_event(&m));
+                }
+            }
+        }
+    });
+    let mut stop = s.shutdown.clone();
+    let all = live.take_until(async move {
+        let _ = stop.wait_for(|v| *v).await;
+    });
+    Sse::new(all).keep_alive(KeepAlive::new().interval(s.keep_alive).text("keep-alive"))
+}
+
+fn signal_event(f: &SignalFrame) -> Event {
+    Event::default()
+        .id(f.seq_last.to_string())
+        .event("signal")
+        .data(serde_json::to_string(f).unwrap_or_default())
 }
 
 async fn latest(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -501,6 +680,7 @@ async fn model(State(s): State<AppState>) -> Json<serde_json::Value> {
         "model_id": m.model_id,
         "precision": s.model.precision,
         "precision_selection": s.model.precision_selection,
+        "bundle_sha256": s.model.bundle_sha256,
         "threads": s.model.threads,
         "bundle": s.model.bundle,
         "labels": m.labels,
@@ -669,6 +849,32 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         "counter",
         "Event-stream clients told they lagged.",
         s.http.stream_lags.load(Ordering::Relaxed) as f64,
+    );
+    let p = &s.fhir.push;
+    put(
+        "eknet_fhir_sent_total",
+        "counter",
+        "Results the FHIR server accepted.",
+        p.sent.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_fhir_failed_attempts_total",
+        "counter",
+        "FHIR push attempts that failed (each retried).",
+        p.failed_attempts.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "eknet_fhir_pending",
+        "gauge",
+        "Results stored but not yet accepted by the FHIR server (device events included).",
+        if s.fhir.endpoint.is_some() {
+            h.latest
+                .as_ref()
+                .map_or(0, |r| r.id.saturating_sub(p.cursor.load(Ordering::Relaxed)))
+                as f64
+        } else {
+            0.0
+        },
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

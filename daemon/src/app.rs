@@ -3,9 +3,11 @@
 //! the serial reader and the HTTP server start; one watch channel stops them all.
 
 use crate::acquire::{DeviceStatus, ReaderConfig, SharedStatus, run_reader};
-use crate::api::{AppState, HttpCounters, router};
+use crate::api::{AppState, FhirState, HttpCounters, router};
 use crate::config::DaemonConfig;
 use crate::engine::{Engine, EngineCounters, ModelInfo};
+use crate::fhir_push::{PushCounters, Pusher};
+use crate::signal::SignalTap;
 use crate::store::{Store, StoreError};
 use eknet_runtime::{Classifier, RuntimeError};
 use eknet_shared::bundle::{Bundle, Manifest, Precision};
@@ -41,6 +43,9 @@ pub enum StartError {
     /// The blocking start-up task (bundle, plans, history) did not finish.
     #[error("start-up task failed: {0}")]
     StartupTask(String),
+    /// The FHIR push cannot start.
+    #[error(transparent)]
+    FhirPush(#[from] crate::fhir_push::PushError),
 }
 
 /// A running daemon.
@@ -61,6 +66,8 @@ pub struct Running {
     pub status: SharedStatus,
     /// Results recovered from a torn history line at start.
     pub recovered_torn_bytes: u64,
+    /// The FHIR push thread, when an endpoint is configured.
+    pub fhir_push: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How long [`Running::stop`] waits for the inference thread to finish the window in hand.
@@ -76,6 +83,10 @@ impl Running {
         let _ = self.server.await;
         if let Some(r) = self.reader {
             let _ = r.await;
+        }
+        if let Some(push) = self.fhir_push {
+            // Bounded by the request timeout: the thread checks the flag between requests.
+            let _ = tokio::task::spawn_blocking(move || push.join()).await;
         }
         if let Some(engine) = self.engine {
             let joined = tokio::task::spawn_blocking(move || engine.join());
@@ -132,11 +143,16 @@ fn pick_faster(bundle: &Bundle, threads: usize) -> Result<(Classifier, String), 
 /// The slow, blocking part of starting: opening and checking the bundle, building (and, for
 /// `precision: auto`, timing) both plans, opening the history. Runs on a blocking thread, off the
 /// async runtime.
-fn open_model_and_history(
-    cfg: &DaemonConfig,
-) -> Result<(Classifier, String, Arc<Manifest>, PathBuf, Store), StartError> {
+/// What the blocking start-up work yields: the classifier, how its precision was chosen, the
+/// manifest, the bundle's path and sha256, the history.
+type Opened = (Classifier, String, Arc<Manifest>, PathBuf, String, Store);
+
+fn open_model_and_history(cfg: &DaemonConfig) -> Result<Opened, StartError> {
     let path: PathBuf = cfg.model.bundle.clone().ok_or(StartError::NoBundle)?;
     let bundle = Bundle::open(&path).map_err(RuntimeError::from)?;
+    let sha256 = std::fs::read(&path)
+        .map(|b| eknet_shared::bundle::sha256_hex(&b))
+        .map_err(|e| StartError::StartupTask(format!("reading {}: {e}", path.display())))?;
     let (classifier, selection) = match cfg.model.precision.fixed() {
         Some(p) => (
             Classifier::from_bundle(&bundle, p, cfg.model.threads)?,
@@ -147,19 +163,20 @@ fn open_model_and_history(
     let manifest = Arc::new(bundle.manifest.clone());
     drop(bundle);
     let store = Store::open(&cfg.history.path, cfg.history.retention)?;
-    Ok((classifier, selection, manifest, path, store))
+    Ok((classifier, selection, manifest, path, sha256, store))
 }
 
 /// Starts the daemon from a (validated) config.
 pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
     let owned = cfg.clone();
-    let (classifier, selection, manifest, path, store) =
+    let (classifier, selection, manifest, path, bundle_sha256, store) =
         tokio::task::spawn_blocking(move || open_model_and_history(&owned))
             .await
             .map_err(|e| StartError::StartupTask(e.to_string()))??;
     let model = Arc::new(ModelInfo {
         bundle: path.display().to_string(),
         model_id: manifest.model_id.clone(),
+        bundle_sha256,
         precision: classifier.precision(),
         precision_selection: selection,
         threads: cfg.model.threads,
@@ -199,6 +216,48 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
         },
         ..DeviceStatus::default()
     }));
+    let signal = SignalTap::channel();
+    let source_id: Arc<str> = Arc::from(
+        cfg.fhir
+            .source_id
+            .clone()
+            .unwrap_or_else(crate::fhir_push::host_name),
+    );
+    let push_counters = Arc::new(PushCounters::default());
+    let fhir_push = match &cfg.fhir.endpoint {
+        Some(endpoint) => {
+            let cursor_path = cfg.fhir.cursor_path.clone().unwrap_or_else(|| {
+                PathBuf::from(format!("{}.fhir-cursor", cfg.history.path.display()))
+            });
+            let cursor = crate::fhir_push::read_cursor(&cursor_path)?;
+            push_counters
+                .cursor
+                .store(cursor, std::sync::atomic::Ordering::Relaxed);
+            let pusher = Pusher {
+                endpoint: endpoint.clone(),
+                token: cfg.fhir.token.clone(),
+                source_id: source_id.to_string(),
+                patient: cfg.fhir.patient.clone(),
+                model: model.clone(),
+                manifest: manifest.clone(),
+                store: store.clone(),
+                history: history_rx.clone(),
+                cursor_path,
+                timeout: Duration::from_secs_f64(cfg.fhir.timeout_s),
+                backoff_start: Duration::from_secs_f64(cfg.fhir.retry_initial_s),
+                backoff_max: Duration::from_secs_f64(cfg.fhir.retry_max_s),
+                counters: push_counters.clone(),
+                shutdown: shutdown_rx.clone(),
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("eknet-fhir".into())
+                    .spawn(move || pusher.run())
+                    .map_err(StartError::Thread)?,
+            )
+        }
+        None => None,
+    };
     let reader = match &cfg.serial.path {
         Some(p) => {
             let rc = ReaderConfig {
@@ -215,6 +274,7 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
                 status.clone(),
                 jobs_tx.clone(),
                 counters.clone(),
+                signal.clone(),
                 shutdown_rx.clone(),
             )))
         }
@@ -235,6 +295,13 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
         keep_alive: Duration::from_secs(15),
         http: Arc::new(HttpCounters::default()),
         shutdown: shutdown_rx.clone(),
+        signal,
+        fhir: Arc::new(FhirState {
+            source_id,
+            patient: cfg.fhir.patient.clone(),
+            endpoint: cfg.fhir.endpoint.clone(),
+            push: push_counters,
+        }),
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
@@ -268,5 +335,6 @@ pub async fn start(cfg: &DaemonConfig) -> Result<Running, StartError> {
         model,
         status,
         recovered_torn_bytes,
+        fhir_push,
     })
 }

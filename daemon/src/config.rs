@@ -167,6 +167,48 @@ impl Default for HistorySection {
     }
 }
 
+/// `fhir`: HL7 FHIR R4 push (results are always available to pull at
+/// `GET /v1/results/{id}/fhir`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FhirSection {
+    /// The FHIR server's base URL (`http://` or `https://`); each result is POSTed there as a
+    /// transaction Bundle. None: no push.
+    pub endpoint: Option<String>,
+    /// Bearer token for the FHIR server.
+    pub token: Option<String>,
+    /// This daemon's id in result identifiers (`urn:eknet:result|ID/RESULT`): unique per bedside
+    /// device on the ward. Default: the host name.
+    pub source_id: Option<String>,
+    /// A `Patient/...` reference to set as every result's subject (none by default: the
+    /// daemon knows no patient).
+    pub patient: Option<String>,
+    /// Where the push keeps the id of the last result the server accepted (default: beside the
+    /// history, `HISTORY.fhir-cursor`).
+    pub cursor_path: Option<PathBuf>,
+    /// Seconds a request may take.
+    pub timeout_s: f64,
+    /// Seconds before the first retry of a refused or failed push (doubling on each failure).
+    pub retry_initial_s: f64,
+    /// Longest wait between retries, seconds.
+    pub retry_max_s: f64,
+}
+
+impl Default for FhirSection {
+    fn default() -> Self {
+        FhirSection {
+            endpoint: None,
+            token: None,
+            source_id: None,
+            patient: None,
+            cursor_path: None,
+            timeout_s: 10.0,
+            retry_initial_s: 1.0,
+            retry_max_s: 60.0,
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,6 +223,8 @@ pub struct DaemonConfig {
     pub api: ApiSection,
     /// Result history.
     pub history: HistorySection,
+    /// FHIR push.
+    pub fhir: FhirSection,
 }
 
 /// Why a config was refused.
@@ -250,6 +294,37 @@ impl DaemonConfig {
             return Err((
                 "api.body_limit".into(),
                 "must be at least 1024 bytes".into(),
+            ));
+        }
+        if let Some(e) = &self.fhir.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err((
+                "fhir.endpoint".into(),
+                format!("'{e}' must be an http:// or https:// URL (the FHIR server's base)"),
+            ));
+        }
+        if let Some(p) = &self.fhir.patient
+            && !p.starts_with("Patient/")
+        {
+            return Err((
+                "fhir.patient".into(),
+                format!("'{p}' must be a reference like Patient/123"),
+            ));
+        }
+        for (key, v) in [
+            ("fhir.timeout_s", self.fhir.timeout_s),
+            ("fhir.retry_initial_s", self.fhir.retry_initial_s),
+            ("fhir.retry_max_s", self.fhir.retry_max_s),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return Err((key.into(), format!("{v}: must be seconds in (0, 86400]")));
+            }
+        }
+        if self.fhir.retry_max_s < self.fhir.retry_initial_s {
+            return Err((
+                "fhir.retry_max_s".into(),
+                "must be at least fhir.retry_initial_s".into(),
             ));
         }
         if self.history.retention == 0 {

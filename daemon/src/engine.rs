@@ -323,6 +323,8 @@ pub struct ModelInfo {
     pub bundle: String,
     /// Model id.
     pub model_id: String,
+    /// Lower-case hex sha256 of the bundle file.
+    pub bundle_sha256: String,
     /// Graph in use.
     pub precision: Precision,
     /// How it was chosen (configured, or timed at start-up with `auto`).

@@ -18,6 +18,16 @@ pub fn spec() -> Value {
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
+                "SignalFrame": { "type": "object", "properties": {
+                    "seq": { "type": "integer", "description": "sequence number of the first frame in this event (frames are 25 samples, 50 ms)" },
+                    "seq_last": { "type": "integer" },
+                    "start_index": { "type": "integer", "description": "stream index of the first sample, as results' window.start_index" },
+                    "device_start_index": { "type": ["integer", "null"] },
+                    "rate_hz": { "type": "integer" }, "uv_per_unit": { "type": "integer", "description": "microvolts per unit of leads (1)" },
+                    "lead_off": { "type": "integer", "description": "electrode bits (0 RA, 1 LA, 2 LL, 3..8 V1..V6) off in the frame" },
+                    "gap_before": { "type": "boolean", "description": "the signal broke before this frame" },
+                    "lead_names": { "type": "array", "items": { "type": "string" } },
+                    "leads": { "type": "array", "items": { "type": "array", "items": { "type": "integer" } } } } },
                 "Error": { "type": "object", "required": ["error", "status"],
                     "properties": { "error": { "type": "string" }, "status": { "type": "integer" } } },
                 "Result": { "type": "object",
@@ -105,6 +115,15 @@ pub fn spec() -> Value {
                 "responses": { "200": { "description": "model facts" }, "401": err("token missing or wrong") } } },
             "/metrics": { "get": { "summary": "Prometheus text format",
                 "responses": { "200": { "description": "metrics" }, "401": err("token missing or wrong") } } },
+            "/": { "get": { "summary": "The bedside page: the live 3x4 sheet (25 mm/s, 10 mm/mV), findings, measurements, device state (HTML; with /app.js and /style.css, no token needed: they hold no data, the page asks for the token)", "security": [],
+                "responses": { "200": { "description": "text/html" } } } },
+            "/v1/stream/signal": { "get": { "summary": "Server-sent events: `signal` frames of the live 500 Hz twelve-lead signal in microvolts, at most 20 a second (contiguous frames merged), id = the last frame's sequence number; `gap_before` marks a break in the signal, a jump in `seq` frames this client missed; `lagged` when it fell behind",
+                "responses": { "200": { "description": "text/event-stream of `signal` events", "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/SignalFrame" } } } },
+                    "401": err("token missing or wrong") } } },
+            "/v1/results/{id}/fhir": { "get": { "summary": "One stored result as an HL7 FHIR R4 Bundle (type collection): a Device for the model, the 12 lead EKG panel Observation (LOINC 34534-8) with heart rate, PR, QRS, QT, QTc and the P/QRS/T axes as components (UCUM units, dataAbsentReason with the reason where unmeasured), one Observation per model finding (SNOMED CT from the manifest and the SCP code; score and threshold as components) and per measurement statement, derivedFrom the panel; an abstention as an EKG impression (LOINC 18844-1) with dataAbsentReason",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } } ],
+                "responses": { "200": { "description": "application/fhir+json" }, "400": err("not a result id"),
+                    "404": err("no such result, or a device event (no FHIR form)"), "401": err("token missing or wrong") } } },
             "/openapi.json": { "get": { "summary": "This description",
                 "responses": { "200": { "description": "OpenAPI 3.1" } } } }
         }

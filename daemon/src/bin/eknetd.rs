@@ -68,6 +68,12 @@ struct Cli {
     /// Results the history keeps.
     #[arg(long)]
     retention: Option<usize>,
+    /// FHIR server base URL: push every result there as a transaction Bundle.
+    #[arg(long, value_name = "URL")]
+    fhir_endpoint: Option<String>,
+    /// This daemon's id in FHIR result identifiers (default: the host name).
+    #[arg(long, value_name = "ID")]
+    fhir_source_id: Option<String>,
     /// Demo: a simulated device over a pseudo-terminal streams real records into the daemon.
     #[arg(long)]
     demo: bool,
@@ -164,6 +170,12 @@ fn merged(cli: &Cli) -> Result<DaemonConfig> {
     }
     if let Some(v) = cli.retention {
         cfg.history.retention = v;
+    }
+    if let Some(v) = &cli.fhir_endpoint {
+        cfg.fhir.endpoint = Some(v.clone());
+    }
+    if let Some(v) = &cli.fhir_source_id {
+        cfg.fhir.source_id = Some(v.clone());
     }
     if let Err((key, detail)) = cfg.validate() {
         bail!("option for '{key}': {detail}");

@@ -580,13 +580,13 @@ pub fn statements(m: &Measurements, sex: Option<Sex>) -> Vec<Statement> {
         if hr < 60.0 {
             out.push(Statement {
                 code: StatementCode::SinusBradycardia,
-                text: format!("sinus bradycardia: heart rate {hr:.0} bpm < 60 with P waves"),
+                text: format!("sinus bradycardia: heart rate {hr:.1} bpm < 60 with P waves"),
                 basis: vec![basis(Quantity::HrBpm, hr, 60.0)],
             });
         } else if hr > 100.0 {
             out.push(Statement {
                 code: StatementCode::SinusTachycardia,
-                text: format!("sinus tachycardia: heart rate {hr:.0} bpm > 100 with P waves"),
+                text: format!("sinus tachycardia: heart rate {hr:.1} bpm > 100 with P waves"),
                 basis: vec![basis(Quantity::HrBpm, hr, 100.0)],
             });
         }
