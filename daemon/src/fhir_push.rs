@@ -124,14 +124,7 @@ fn write_cursor(path: &Path, id: u64) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    crate::store::sync_dir(path);
     Ok(())
 }
 

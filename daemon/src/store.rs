@@ -76,8 +76,8 @@ pub struct Store {
     fail_next_append_after: Option<usize>,
 }
 
-/// Syncs a folder, so a file created or renamed in it survives a power cut.
-fn sync_dir(path: &Path) {
+/// Syncs a file's folder, so a file created or renamed in it survives a power cut.
+pub(crate) fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && let Ok(d) = File::open(dir)
     {

@@ -178,19 +178,29 @@ function spoiled(bits) {
 
 // ---------------------------------------------------------------- sheet
 
+// A cell of the sheet holding a canvas `w` CSS pixels wide, one row high, drawn at the screen's
+// pixel density; returns the cell, the canvas and its context (scaled to CSS pixels).
+function sheetCell(w, cellClass, canvasClass) {
+  const cell = document.createElement('div');
+  cell.className = cellClass;
+  const canvas = document.createElement('canvas');
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(ROW_H * dpr);
+  canvas.style.width = w + 'px';
+  canvas.style.height = ROW_H + 'px';
+  canvas.className = canvasClass;
+  cell.append(canvas);
+  $('sheet').append(cell);
+  const ctx = canvas.getContext('2d');
+  ctx.scale(dpr, dpr);
+  return { cell, canvas, ctx };
+}
+
 function buildSheet() {
-  const sheet = $('sheet');
   const add = (lead, col, rhythm) => {
-    const cell = document.createElement('div');
-    cell.className = 'cell' + (rhythm ? ' rhythm' : '');
-    const canvas = document.createElement('canvas');
     const w = rhythm ? 4 * PANEL_W : PANEL_W;
-    const dpr = window.devicePixelRatio || 1;
-    canvas.width = Math.round(w * dpr);
-    canvas.height = Math.round(ROW_H * dpr);
-    canvas.style.width = w + 'px';
-    canvas.style.height = ROW_H + 'px';
-    canvas.className = 'panel';
+    const { cell, canvas, ctx } = sheetCell(w, 'cell' + (rhythm ? ' rhythm' : ''), 'panel');
     canvas.dataset.lead = lead;
     canvas.dataset.samples = '0';
     if (rhythm) canvas.dataset.role = 'rhythm';
@@ -200,26 +210,11 @@ function buildSheet() {
     const mark = document.createElement('span');
     mark.className = 'mark';
     mark.hidden = true;
-    cell.append(canvas, label, mark);
-    sheet.append(cell);
-    const ctx = canvas.getContext('2d');
-    ctx.scale(dpr, dpr);
+    cell.append(label, mark);
     panels.push({ canvas, ctx, lead, col, rhythm, mark, w });
   };
   const cal = () => {
-    const cell = document.createElement('div');
-    cell.className = 'cell';
-    const canvas = document.createElement('canvas');
-    const dpr = window.devicePixelRatio || 1;
-    canvas.width = Math.round(CAL_W * dpr);
-    canvas.height = Math.round(ROW_H * dpr);
-    canvas.style.width = CAL_W + 'px';
-    canvas.style.height = ROW_H + 'px';
-    canvas.className = 'calibration';
-    cell.append(canvas);
-    sheet.append(cell);
-    const ctx = canvas.getContext('2d');
-    ctx.scale(dpr, dpr);
+    const { ctx } = sheetCell(CAL_W, 'cell', 'calibration');
     grid(ctx, CAL_W, ROW_H);
     // 1 mV for 200 ms (10 mm tall, 5 mm wide), from the baseline.
     const base = ROW_H / 2;

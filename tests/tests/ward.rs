@@ -419,36 +419,10 @@ async fn serve(
         };
         let rx = rx.clone();
         tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let (head_end, len) = loop {
-                let Ok(n) = sock.read(&mut chunk).await else {
-                    return;
-                };
-                if n == 0 {
-                    return;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
-                    let len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    break (p + 4, len);
-                }
+            let Some((_, body)) = read_message(&mut sock).await else {
+                return;
             };
-            while buf.len() < head_end + len {
-                let Ok(n) = sock.read(&mut chunk).await else {
-                    return;
-                };
-                if n == 0 {
-                    return;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+            let body = String::from_utf8_lossy(&body).to_string();
             let (status, reply) = {
                 let mut r = rx.lock().unwrap();
                 r.seen += 1;
@@ -655,33 +629,44 @@ async fn wd_raw(driver: SocketAddr, method: &str, path: &str, body: &Value) -> (
         body.len()
     );
     sock.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let read = async {
-        loop {
-            let n = sock.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "chromedriver closed the connection early");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .expect("chromedriver answers with a Content-Length");
-                if buf.len() >= p + 4 + len {
-                    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-                    return (
-                        status,
-                        serde_json::from_slice(&buf[p + 4..p + 4 + len]).unwrap(),
-                    );
-                }
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
+    let (head, body) = tokio::time::timeout(Duration::from_secs(60), read_message(&mut sock))
         .await
         .expect("chromedriver answers within 60 s")
+        .expect("chromedriver closed the connection before its answer was whole");
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// One HTTP message off a connection: its head (lower-cased) and its body, read by the
+/// Content-Length (0 without one); `None` if the peer closes first. (Both chromedriver and the
+/// daemon's FHIR client keep the connection open after a message.)
+async fn read_message(sock: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let mut head: Option<(String, usize, usize)> = None;
+    loop {
+        if head.is_none()
+            && let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let h = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+            let len = h
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            head = Some((h, p + 4, len));
+        }
+        if let Some((h, start, len)) = &head
+            && buf.len() >= start + len
+        {
+            return Some((h.clone(), buf[*start..start + len].to_vec()));
+        }
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 async fn script(driver: SocketAddr, session: &str, js: &str) -> Value {
