@@ -30,6 +30,21 @@ pub struct Throughput {
     pub ecgs_per_s: f64,
     /// Model parameters.
     pub params: usize,
+    /// Stage (1 or 2; 0 for the data path).
+    pub stage: u8,
+    /// The backend that ran it.
+    pub backend: String,
+    /// Worker threads of the CPU backend (rayon's pool).
+    pub threads: usize,
+    /// Training steps: median seconds of the forward pass and loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_s: Option<f64>,
+    /// Training steps: median seconds of the backward pass (gradients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backward_s: Option<f64>,
+    /// Training steps: median seconds of the optimiser step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimizer_s: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -45,10 +60,13 @@ fn random_batch<B: Backend>(batch: usize, device: &B::Device) -> Tensor<B, 3> {
     )
 }
 
-/// Times `steps` training steps (after `warmup`) and, for stage 2, evaluation forwards.
+/// Times `steps` training steps (after `warmup`) and, for stage 2, evaluation forwards, on
+/// `backend` (its name, reported). Each step is timed whole and by phase (forward and loss,
+/// backward, optimiser), the device synchronised between phases.
 pub fn model_throughput<B: AutodiffBackend>(
     cfg: &StageConfig,
     name: &str,
+    backend: &str,
     batch: usize,
     warmup: usize,
     steps: usize,
@@ -65,34 +83,50 @@ pub fn model_throughput<B: AutodiffBackend>(
         .collect();
     let known = vec![1.0; labels.len()];
     let weights = vec![1.0; mcfg.queries()];
-    let mut times = Vec::new();
+    let threads = rayon::current_num_threads();
+    let (mut times, mut fwd, mut bwd, mut optim) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..warmup + steps {
         let x = random_batch::<B>(batch, device);
-        let plan = DropPlan::draw(&groups, batch, cfg.input.mask_ratio, &mut rng);
+        let _ = B::sync(device);
         let t = Instant::now();
+        let plan = DropPlan::draw(&groups, batch, cfg.input.mask_ratio, &mut rng);
         let loss = match mcfg.stage {
             Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on).0,
             Stage::Classify => classify_loss(&model, x, &labels, &known, &weights, Some(&plan)).0,
         };
+        let _ = B::sync(device);
+        let t1 = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let _ = B::sync(device);
+        let t2 = Instant::now();
         model = opt.step(1e-4, model, grads);
         let _ = B::sync(device);
+        let t3 = Instant::now();
         if i >= warmup {
-            times.push(t.elapsed().as_secs_f64());
+            times.push((t3 - t).as_secs_f64());
+            fwd.push((t1 - t).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+            optim.push((t3 - t2).as_secs_f64());
         }
     }
-    let stage = match mcfg.stage {
-        Stage::Pretrain => "stage 1 training step",
-        Stage::Classify => "stage 2 training step",
+    let (what, stage) = match mcfg.stage {
+        Stage::Pretrain => ("stage 1 training step", 1),
+        Stage::Classify => ("stage 2 training step", 2),
     };
     let m = median(times);
     let mut out = vec![Throughput {
-        what: stage.into(),
+        what: what.into(),
         config: name.into(),
         batch,
         median_s: m,
         ecgs_per_s: batch as f64 / m,
         params,
+        stage,
+        backend: backend.into(),
+        threads,
+        forward_s: Some(median(fwd)),
+        backward_s: Some(median(bwd)),
+        optimizer_s: Some(median(optim)),
     }];
     if mcfg.stage == Stage::Classify {
         let inner = model.valid();
@@ -114,6 +148,12 @@ pub fn model_throughput<B: AutodiffBackend>(
             median_s: m,
             ecgs_per_s: batch as f64 / m,
             params,
+            stage: 2,
+            backend: backend.into(),
+            threads,
+            forward_s: None,
+            backward_s: None,
+            optimizer_s: None,
         });
     }
     out
@@ -148,5 +188,11 @@ pub fn cache_throughput(
         median_s: m,
         ecgs_per_s: batch as f64 / m,
         params: 0,
+        stage: 0,
+        backend: "host".into(),
+        threads: rayon::current_num_threads(),
+        forward_s: None,
+        backward_s: None,
+        optimizer_s: None,
     })
 }

@@ -233,6 +233,9 @@ pub enum Command {
         /// cpu, or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: DeviceChoice,
+        /// Worker threads of the CPU backend (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -697,8 +700,16 @@ pub fn run(cli: Cli) -> Result<()> {
             batch,
             steps,
             device,
+            threads,
             json,
         } => {
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .context("cannot set the CPU backend's thread count")?;
+            }
+            let backend = device::backend_name(device);
             let mut rows = Vec::new();
             for path in &config {
                 let cfg = StageConfig::load(path)?;
@@ -706,7 +717,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                rows.extend(with_backend!(device, T, _I, dev => bench::model_throughput::<T>(&cfg, &name, batch, 2, steps, &dev)));
+                rows.extend(with_backend!(device, T, _I, dev => bench::model_throughput::<T>(&cfg, &name, backend, batch, 2, steps, &dev)));
                 if cfg.dataset.train_csv.exists() {
                     rows.push(bench::cache_throughput(&cfg, &name, batch, steps.max(20))?);
                 }
@@ -715,12 +726,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<38} {:<34} {:>6} {:>12} {:>10} {:>12}",
+                    "{:<38} {:<34} {:>6} {:>12} {:>10} {:>12}  phases ms (forward / backward / optimiser)",
                     "what", "config", "batch", "median ms", "ECGs/s", "params"
                 );
                 for r in &rows {
+                    let phases = match (r.forward_s, r.backward_s, r.optimizer_s) {
+                        (Some(f), Some(b), Some(o)) => {
+                            format!("  {:.1} / {:.1} / {:.1}", f * 1e3, b * 1e3, o * 1e3)
+                        }
+                        _ => String::new(),
+                    };
                     println!(
-                        "{:<38} {:<34} {:>6} {:>12.2} {:>10.1} {:>12}",
+                        "{:<38} {:<34} {:>6} {:>12.2} {:>10.1} {:>12}{phases}",
                         r.what,
                         r.config,
                         r.batch,
@@ -729,6 +746,10 @@ pub fn run(cli: Cli) -> Result<()> {
                         r.params
                     );
                 }
+                println!(
+                    "backend {backend}, {} CPU threads",
+                    rayon::current_num_threads()
+                );
             }
             Ok(())
         }

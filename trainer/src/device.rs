@@ -40,6 +40,14 @@ impl FromStr for DeviceChoice {
     }
 }
 
+/// The backend a device choice runs on, as benchmarks report it.
+pub fn backend_name(choice: DeviceChoice) -> &'static str {
+    match choice {
+        DeviceChoice::Cpu => "burn 0.21 flex (CPU), autodiff, fused softmax/GELU",
+        DeviceChoice::Cuda(_) => "burn 0.21 cuda (CubeCL), autodiff",
+    }
+}
+
 /// Checks that CUDA device `index` works, by touching it in a child process
 /// (`eknet-train probe-cuda`), so a missing driver or GPU is an error message, not a panic.
 pub fn check_cuda(index: usize) -> Result<()> {

@@ -1,9 +1,9 @@
 //! Multi-head attention written out (q, k, v, output projections, scaled dot product, softmax)
 //! so the hand-written ONNX graph can mirror it op for op, and so the weights come back.
 
+use super::fused::{attention, softmax_last};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 /// Multi-head attention with biased projections and no dropout.
 #[derive(Module, Debug)]
@@ -45,15 +45,23 @@ impl<B: Backend> Attention<B> {
         let lk = kv.dims()[1];
         let h = self.heads;
         let dh = d / h;
-        let split = |x: Tensor<B, 3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2); // [b, h, l, dh]
-        let qh = split(self.query.forward(q), lq);
-        let kh = split(self.key.forward(kv.clone()), lk);
-        let vh = split(self.value.forward(kv), lk);
-        let scores = qh.matmul(kh.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()); // [b, h, lq, lk]
-        let weights = softmax(scores, 3);
-        let ctx = weights.clone().matmul(vh); // [b, h, lq, dh]
-        let out = self.output.forward(ctx.swap_dims(1, 2).reshape([b, lq, d]));
-        let w = want_weights.then(|| weights.mean_dim(1).reshape([b, lq, lk]));
-        (out, w)
+        // The 1/sqrt(dh) scale on the queries ([b, lq, d]) rather than on the scores
+        // ([b, h, lq, lk], several times larger): the same product, fewer multiplications.
+        let q = self.query.forward(q).mul_scalar(1.0 / (dh as f64).sqrt());
+        let k = self.key.forward(kv.clone());
+        let v = self.value.forward(kv);
+        let (ctx, w) = if want_weights {
+            let split = |x: Tensor<B, 3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2); // [b, h, l, dh]
+            let weights = softmax_last(split(q, lq).matmul(split(k, lk).swap_dims(2, 3))); // [b, h, lq, lk]
+            let w = weights.clone().mean_dim(1).reshape([b, lq, lk]);
+            let ctx = weights
+                .matmul(split(v, lk))
+                .swap_dims(1, 2)
+                .reshape([b, lq, d]);
+            (ctx, Some(w))
+        } else {
+            (attention(q, k, v, h), None) // [b, lq, d]
+        };
+        (self.output.forward(ctx), w)
     }
 }

@@ -2,9 +2,9 @@
 //! norm placement: the release's residual post-norm `x + LN(f(x))` or pre-norm `x + f(LN(x))`.
 
 use super::attention::Attention;
+use super::fused::{gelu, layer_norm};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 /// Norm placement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,17 +68,17 @@ impl<B: Backend> Block<B> {
         want_weights: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         if self.pre_norm {
-            let xn = self.norm1.forward(x.clone());
+            let xn = layer_norm(&self.norm1, x.clone());
             let kv = kv.unwrap_or_else(|| xn.clone());
             let (a, w) = self.attn.forward(xn, kv, want_weights);
             let x = x + self.dropout.forward(a);
-            let x = x.clone() + self.dropout.forward(self.mlp(self.norm2.forward(x)));
+            let x = x.clone() + self.dropout.forward(self.mlp(layer_norm(&self.norm2, x)));
             (x, w)
         } else {
             let kv = kv.unwrap_or_else(|| x.clone());
             let (a, w) = self.attn.forward(x.clone(), kv, want_weights);
-            let x = x + self.dropout.forward(self.norm1.forward(a));
-            let x = x.clone() + self.dropout.forward(self.norm2.forward(self.mlp(x)));
+            let x = x + self.dropout.forward(layer_norm(&self.norm1, a));
+            let x = x.clone() + self.dropout.forward(layer_norm(&self.norm2, self.mlp(x)));
             (x, w)
         }
     }

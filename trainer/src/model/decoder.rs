@@ -10,11 +10,11 @@
 
 use super::block::{Block, NormPlacement};
 use super::embed::conv3;
+use super::fused::gelu;
 use super::ints;
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use eknet_shared::layout::{
     LEAD_ROWS, PATCH_SAMPLES, PATCHES_PER_SLOT, SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT,
 };

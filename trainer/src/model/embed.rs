@@ -4,12 +4,12 @@
 //! (`concat_mlp`: `[x, k_lead[row], k_time[col]]` through an MLP; `add_sincos`: plus a frozen 2-D
 //! sin-cos table at `row*200 + col`).
 
+use super::fused::{gelu, layer_norm};
 use burn::module::Param;
 use burn::nn::{
     BatchNorm, BatchNormConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use eknet_shared::layout::{
     LEAD_ROWS, PATCH_SAMPLES, SLOT_COUNT, SLOT_SAMPLES, TIME_COLUMNS, TOKEN_COUNT, token_cols,
     token_rows,
@@ -215,7 +215,7 @@ impl<B: Backend> ConvStem<B> {
         for (i, block) in self.blocks.iter().enumerate() {
             h = h.clone() + bn(3 + i, conv3_sheet(gelu(h), 1 << i, block, tokens));
         }
-        self.norm.forward(h)
+        layer_norm(&self.norm, h)
     }
 }
 
@@ -312,20 +312,21 @@ impl<B: Backend> TokenEmbed<B> {
         let d = tokens.dims()[2];
         match (&self.merge_fc1, &self.merge_fc2, &self.sincos) {
             (Some(fc1), Some(fc2), _) => {
-                let lead = self
-                    .k_lead
-                    .val()
-                    .select(0, self.rows.clone())
-                    .unsqueeze_dim::<3>(0)
-                    .expand([b, TOKEN_COUNT, d]);
-                let time = self
-                    .k_time
-                    .val()
-                    .select(0, self.cols.clone())
-                    .unsqueeze_dim::<3>(0)
-                    .expand([b, TOKEN_COUNT, d]);
-                let cat = Tensor::cat(vec![tokens, lead, time], 2); // [b, 750, 3d]
-                fc2.forward(gelu(fc1.forward(cat)))
+                // fc1 over [x, k_lead[row], k_time[col]] (`3d` inputs) is the sum of three
+                // products with row blocks of its weight; the lead and time terms are the same
+                // for every sample, so they are computed once per call (`[750, d]`) instead of
+                // per sample, and the `[b, 750, 3d]` concatenation is never built.
+                let w = fc1.weight.val(); // [3d, d]
+                let lead = self.k_lead.val().select(0, self.rows.clone()); // [750, d]
+                let time = self.k_time.val().select(0, self.cols.clone()); // [750, d]
+                let mut position = lead.matmul(w.clone().slice([d..2 * d, 0..d]))
+                    + time.matmul(w.clone().slice([2 * d..3 * d, 0..d])); // [750, d]
+                if let Some(bias) = &fc1.bias {
+                    position = position + bias.val().unsqueeze_dim::<2>(0);
+                }
+                let h = tokens.matmul(w.slice([0..d, 0..d]).unsqueeze_dim::<3>(0))
+                    + position.unsqueeze_dim::<3>(0); // [b, 750, d]
+                fc2.forward(gelu(h))
             }
             (_, _, Some(table)) => tokens + table.clone().unsqueeze_dim::<3>(0),
             _ => tokens,

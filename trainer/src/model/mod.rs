@@ -8,12 +8,13 @@ pub mod attention;
 pub mod block;
 pub mod decoder;
 pub mod embed;
+pub mod fused;
 
 use block::{Block, NormPlacement};
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use decoder::TokenDecoder;
 use eknet_shared::config::{ModeStage, PosMerging, Stage1Head, StageConfig, TokenEmbedding};
 use eknet_shared::layout::{
@@ -21,6 +22,7 @@ use eknet_shared::layout::{
     WINDOW_SAMPLES, group_tokens,
 };
 use embed::TokenEmbed;
+use fused::gelu;
 
 /// Which stage a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +324,7 @@ impl<B: Backend> Eknet<B> {
     fn encode(&self, tokens: Tensor<B, 3>, plan: Option<&DropPlan>) -> Tensor<B, 3> {
         let [b, _, d] = tokens.dims();
         let device = tokens.device();
-        let mut outs = Vec::with_capacity(self.groups.len());
+        let mut inputs = Vec::with_capacity(self.groups.len());
         for (g, group) in self.groups.iter().enumerate() {
             let x = match plan {
                 Some(p) => {
@@ -338,13 +340,30 @@ impl<B: Backend> Eknet<B> {
                 }
                 None => tokens.clone().select(1, group.clone()), // [b, n_g, d]
             };
-            let mut x = x;
+            inputs.push(x);
+        }
+        // Groups of equal length (limb and chest: 300 tokens each, or as many kept) go through
+        // the encoder together, stacked on the batch axis: the same arithmetic per sequence in
+        // fewer, larger operations.
+        let mut outs: Vec<Option<Tensor<B, 3>>> = vec![None; inputs.len()];
+        let lengths: Vec<usize> = inputs.iter().map(|x| x.dims()[1]).collect();
+        let mut inputs: Vec<Option<Tensor<B, 3>>> = inputs.into_iter().map(Some).collect();
+        for (g, &len) in lengths.iter().enumerate() {
+            if outs[g].is_some() {
+                continue;
+            }
+            let members: Vec<usize> = (g..lengths.len()).filter(|&o| lengths[o] == len).collect();
+            let stacked: Vec<Tensor<B, 3>> =
+                members.iter().filter_map(|&m| inputs[m].take()).collect();
+            let mut x = Tensor::cat(stacked, 0);
             for block in &self.encoder {
                 x = block.forward(x, None, false).0;
             }
-            outs.push(x);
+            for (i, &m) in members.iter().enumerate() {
+                outs[m] = Some(x.clone().slice([i * b..(i + 1) * b, 0..len, 0..d]));
+            }
         }
-        let cat = Tensor::cat(outs, 1);
+        let cat = Tensor::cat(outs.into_iter().flatten().collect(), 1);
         match plan {
             Some(_) => cat,
             None if self.groups.len() > 1 => cat.select(1, self.unsplit.clone()),
