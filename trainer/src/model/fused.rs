@@ -51,6 +51,14 @@ fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
     }
 }
 
+/// Moves `x` into `U` where a [`cast`] of the same backend already succeeded, so `T` is `U`.
+fn same<T: 'static, U: 'static>(x: T) -> U {
+    match cast::<T, U>(x) {
+        Ok(u) => u,
+        Err(_) => unreachable!("the backend was cast before: T is U"),
+    }
+}
+
 /// Runs `fast` when `B` is the concrete backend `C`, else `slow`.
 fn specialise<B: Backend, C: Backend, const D: usize>(
     x: Tensor<B, D>,
@@ -58,10 +66,7 @@ fn specialise<B: Backend, C: Backend, const D: usize>(
     slow: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
 ) -> Tensor<B, D> {
     match cast::<Tensor<B, D>, Tensor<C, D>>(x) {
-        Ok(x) => match cast::<Tensor<C, D>, Tensor<B, D>>(fast(x)) {
-            Ok(y) => y,
-            Err(_) => unreachable!("B is C: the first cast succeeded"),
-        },
+        Ok(x) => same(fast(x)),
         Err(x) => slow(x),
     }
 }
@@ -124,53 +129,24 @@ pub fn attention<B: Backend>(
     };
     let q = match cast::<Tensor<B, 3>, Tensor<TrainCpu, 3>>(q) {
         Err(q) => q,
-        Ok(q) => {
-            let (Ok(k), Ok(v)) = (
-                cast::<Tensor<B, 3>, Tensor<TrainCpu, 3>>(k),
-                cast::<Tensor<B, 3>, Tensor<TrainCpu, 3>>(v),
-            ) else {
-                unreachable!("B is Autodiff<Flex>: q was cast")
-            };
-            return match cast::<Tensor<TrainCpu, 3>, Tensor<B, 3>>(train_attention(q, k, v, heads))
-            {
-                Ok(o) => o,
-                Err(_) => unreachable!("B is Autodiff<Flex>: q was cast"),
-            };
-        }
+        Ok(q) => return same(train_attention(q, same(k), same(v), heads)),
     };
     let q = match cast::<Tensor<B, 3>, Tensor<Flex, 3>>(q) {
         Ok(q) => q,
         Err(q) => return composed(q, k, v),
     };
-    let (Ok(k), Ok(v)) = (
-        cast::<Tensor<B, 3>, Tensor<Flex, 3>>(k),
-        cast::<Tensor<B, 3>, Tensor<Flex, 3>>(v),
-    ) else {
-        unreachable!("B is Flex: q was cast")
-    };
+    let (k, v): (Tensor<Flex, 3>, Tensor<Flex, 3>) = (same(k), same(v));
     let fused = attention_forward(
         &q.clone().into_primitive().tensor(),
         &k.clone().into_primitive().tensor(),
         &v.clone().into_primitive().tensor(),
         heads,
     );
-    let out = match fused {
+    let out: Tensor<Flex, 3> = match fused {
         Some(o) => Tensor::from_primitive(TensorPrimitive::Float(o)),
-        None => {
-            let (Ok(q), Ok(k), Ok(v)) = (
-                cast::<Tensor<Flex, 3>, Tensor<B, 3>>(q),
-                cast::<Tensor<Flex, 3>, Tensor<B, 3>>(k),
-                cast::<Tensor<Flex, 3>, Tensor<B, 3>>(v),
-            ) else {
-                unreachable!("B is Flex: q was cast")
-            };
-            return composed(q, k, v);
-        }
+        None => return composed(same(q), same(k), same(v)),
     };
-    match cast::<Tensor<Flex, 3>, Tensor<B, 3>>(out) {
-        Ok(o) => o,
-        Err(_) => unreachable!("B is Flex: q was cast"),
-    }
+    same(out)
 }
 
 #[derive(Debug)]
@@ -479,16 +455,11 @@ pub fn layer_norm<B: Backend, const D: usize>(
         Ok(x) => x,
         Err(x) => return norm.forward(x),
     };
-    let (Ok(gamma), Ok(beta)) = (
-        cast::<Tensor<B, 1>, Tensor<TrainCpu, 1>>(norm.gamma.val()),
-        cast::<Tensor<B, 1>, Tensor<TrainCpu, 1>>(beta.val()),
-    ) else {
-        unreachable!("B is Autodiff<Flex>: x was cast")
-    };
-    match cast::<Tensor<TrainCpu, D>, Tensor<B, D>>(train_layer_norm(x, gamma, beta)) {
-        Ok(y) => y,
-        Err(_) => unreachable!("B is Autodiff<Flex>: x was cast"),
-    }
+    same(train_layer_norm(
+        x,
+        same(norm.gamma.val()),
+        same(beta.val()),
+    ))
 }
 
 /// burn's default LayerNorm epsilon.
