@@ -8,8 +8,12 @@
 //! Options (environment): `LUDB_PARAMS` a JSON object overriding [`DelineationParams`] fields;
 //! `LUDB_WORST=boundary` lists the ten records with the largest mean absolute error of that
 //! boundary (`qrs_on`, `qrs_off`, `p_on`, `p_off`, `t_off`) or global interval (`pr`, `qrs`,
-//! `qt`), with the shipped shifts; `LUDB_PCT`, `LUDB_AXES`, `LUDB_HR` print error percentiles,
-//! per-record axes and heart rates.
+//! `qt`), with the shipped shifts (`LUDB_TOP=n` lists n); `LUDB_PCT`, `LUDB_AXES`, `LUDB_HR`
+//! print error percentiles, per-record axes and heart rates; `LUDB_VAR` splits each boundary's
+//! error SD into within-record and between-record parts and gives it with errors over 30 and
+//! 50 ms left out. `LUDB_RANGE=a-b` evaluates only records a to b for table (a) and
+//! `LUDB_ONLY_A` skips the cross-validation (to compare settings on one fold alone);
+//! `LUDB_RECORD=k` prints one record's beats next to its reference waves.
 
 use eknet_shared::measure::DelineationParams;
 use eknet_shared::measure::reference::{
@@ -42,8 +46,15 @@ fn main() -> ExitCode {
         dump_record(&data, &params, &k);
         return ExitCode::SUCCESS;
     }
+    let (first, last) = std::env::var("LUDB_RANGE")
+        .ok()
+        .and_then(|r| {
+            let (a, b) = r.split_once('-')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or((1usize, 200usize));
     let mut evals = Vec::new();
-    for k in 1..=200 {
+    for k in first..=last {
         let path = data.join(k.to_string());
         match evaluate_ludb_record(&path, &params, WINDOW_MS) {
             Ok(e) => evals.push(e),
@@ -54,6 +65,11 @@ fn main() -> ExitCode {
         }
     }
     let summary = Summary::of(&evals);
+    if std::env::var("LUDB_ONLY_A").is_ok() {
+        print!("{}", summary.table("(a) only", WINDOW_MS));
+        extra_reports(&summary, &evals);
+        return ExitCode::SUCCESS;
+    }
     print!(
         "{}",
         summary.table(
@@ -114,6 +130,43 @@ fn extra_reports(summary: &Summary, evals: &[RecordEvaluation]) {
                 q(0.75),
                 q(0.9),
                 q(0.975)
+            );
+        }
+    }
+    if std::env::var("LUDB_VAR").is_ok() {
+        for (k, b) in Boundary::ALL.iter().enumerate() {
+            let (mut within, mut n, mut means) = (0.0, 0usize, Vec::new());
+            for e in evals {
+                let v = &e.boundaries[k].errors_ms;
+                if let Some((m, sd)) = mean_sd(v) {
+                    within += sd * sd * v.len() as f64;
+                    n += v.len();
+                    for _ in v {
+                        means.push(m);
+                    }
+                }
+            }
+            let (_, between) = mean_sd(&means).unwrap_or((0.0, 0.0));
+            let all: Vec<f64> = evals
+                .iter()
+                .filter(|e| e.has_p || k >= 2)
+                .flat_map(|e| e.boundaries[k].errors_ms.iter().copied())
+                .collect();
+            for lim in [30.0, 50.0] {
+                let kept: Vec<f64> = all.iter().copied().filter(|v| v.abs() <= lim).collect();
+                let (m, sd) = mean_sd(&kept).unwrap_or((0.0, 0.0));
+                println!(
+                    "{:<8} |err| <= {lim}: {} of {} kept, mean {m:.2} SD {sd:.2}",
+                    b.label(),
+                    kept.len(),
+                    all.len()
+                );
+            }
+            println!(
+                "{:<8} within-record SD {:>6.2} between-record SD {:>6.2}",
+                b.label(),
+                (within / n.max(1) as f64).sqrt(),
+                between
             );
         }
     }
@@ -196,7 +249,11 @@ fn extra_reports(summary: &Summary, evals: &[RecordEvaluation]) {
         .collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     println!("\nworst records for {}:", b.label());
-    for (_, r) in rows.iter().take(10) {
+    let top: usize = std::env::var("LUDB_TOP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    for (_, r) in rows.iter().take(top) {
         println!("{r}");
     }
 }

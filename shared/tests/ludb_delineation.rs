@@ -55,23 +55,26 @@ fn ludb_delineation_cross_validated_meets_its_thresholds() {
     let b = |x| s.boundary(x).unwrap();
 
     // Targets met: QRS onset/offset |mean| <= 5 ms, Se and PPV >= 99.5 %.
-    // (SD target 9 ms not met: regression bounds 10 and 10.5 ms.)
-    check(b(Boundary::QrsOn), "QRS on", 99.5, 99.5, 5.0, 10.0);
-    check(b(Boundary::QrsOff), "QRS off", 99.5, 99.5, 5.0, 10.5);
+    // (SD target 9 ms not met: regression bounds 9.5 and 10.25 ms, at 9.23 and 10.01 ms.)
+    check(b(Boundary::QrsOn), "QRS on", 99.5, 99.5, 5.0, 9.5);
+    check(b(Boundary::QrsOff), "QRS off", 99.5, 99.5, 5.0, 10.25);
     // Targets met: T offset Se and PPV >= 98 %, |mean| <= 5 ms.
-    // (SD target 16 ms not met: regression bound 26 ms.)
-    check(b(Boundary::TOff), "T off", 98.0, 98.0, 5.0, 26.0);
-    // Targets met: P Se >= 97 %, PPV >= 96 %; P onset |mean| <= 5 ms. Not met: SD <= 12 ms
-    // (regression bounds 20 and 20.5 ms), P offset |mean| <= 5 ms (bound 15.5 ms: the shifts
-    // are medians and the offset errors are skewed).
-    check(b(Boundary::POn), "P on", 97.0, 96.0, 5.0, 20.0);
-    check(b(Boundary::POff), "P off", 97.0, 96.0, 15.5, 20.5);
+    // (SD target 16 ms not met: regression bound 26.25 ms, at 25.92 ms. The reference's own
+    // QT varies from beat to beat within a record by 19 ms SD: its T end is the latest of 12
+    // leads' annotations, often one lead's far from the others.)
+    check(b(Boundary::TOff), "T off", 98.0, 98.0, 5.0, 26.25);
+    // Targets met: P Se >= 97 %, PPV >= 96 %; P onset and offset |mean| <= 5 ms. Not met:
+    // SD <= 12 ms (regression bounds 18.5 and 13.25 ms, at 18.05 and 12.82 ms; the
+    // reference's own PR varies from beat to beat within a record by 15 ms SD).
+    check(b(Boundary::POn), "P on", 97.0, 96.0, 5.0, 18.5);
+    check(b(Boundary::POff), "P off", 97.0, 96.0, 5.0, 13.25);
 
     // Global per record. Targets met: QRS |mean| <= 10 ms; QT |mean| <= 25 ms, SD <= 30 ms;
-    // PR |mean| <= 10 ms. Not met: QRS SD <= 10 ms (bound 14), PR SD <= 10 ms (bound 16).
+    // PR |mean| <= 10 ms. Not met: QRS SD <= 10 ms (bound 12, at 11.52), PR SD <= 10 ms
+    // (bound 14, at 13.62).
     let (qrs_m, qrs_sd) = mean_sd(&s.qrs.errors_ms).unwrap();
     assert!(
-        qrs_m.abs() <= 10.0 && qrs_sd <= 14.0,
+        qrs_m.abs() <= 10.0 && qrs_sd <= 12.0,
         "QRS {qrs_m:.2} +- {qrs_sd:.2}"
     );
     let (qt_m, qt_sd) = mean_sd(&s.qt.errors_ms).unwrap();
@@ -81,10 +84,12 @@ fn ludb_delineation_cross_validated_meets_its_thresholds() {
     );
     let (pr_m, pr_sd) = mean_sd(&s.pr.errors_ms).unwrap();
     assert!(
-        pr_m.abs() <= 10.0 && pr_sd <= 16.0,
+        pr_m.abs() <= 10.0 && pr_sd <= 14.0,
         "PR {pr_m:.2} +- {pr_sd:.2}"
     );
-    assert!(s.pr.unmeasured <= 1, "PR unmeasured on {}", s.pr.unmeasured);
+    // Three records with annotated P waves get none (two of them, 116 and 130, had P waves
+    // placed 60-70 ms off before): regression bound 3.
+    assert!(s.pr.unmeasured <= 3, "PR unmeasured on {}", s.pr.unmeasured);
     assert_eq!(s.qrs.unmeasured, 0);
     assert_eq!(s.qt.unmeasured, 0);
 
@@ -97,12 +102,13 @@ fn ludb_delineation_cross_validated_meets_its_thresholds() {
         s.hr_records
     );
 
-    // QRS axis category vs the header (190 records state one): target 90 % not met with the
-    // standard -30 deg limit (LUDB calls many axes between -30 and +30 deg 'left axis
-    // deviation'); regression bound 65 %.
+    // Target met: QRS axis category vs the header (190 records state one) on >= 90 %. The axis
+    // is measured from the net QRS amplitudes of I and aVF (Einthoven-consistent), and LUDB's
+    // categories are compared by LUDB's convention (left axis deviation below +30 deg,
+    // `ludb_axis_of`); with the international -30 deg limit agreement is 68 %.
     assert_eq!(s.axis_records, 190);
     assert!(
-        s.axis_agree as f64 >= 0.65 * s.axis_records as f64,
+        s.axis_agree as f64 >= 0.9 * s.axis_records as f64,
         "axis agrees on {}/{}",
         s.axis_agree,
         s.axis_records

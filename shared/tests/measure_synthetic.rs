@@ -69,8 +69,15 @@ fn synthetic_with_pr(
     Lead::ALL
         .iter()
         .map(|&lead| {
+            // Goldberger's augmented leads project the frontal vector at sqrt(3)/2 of the
+            // limb leads' scale (aVF = (II + III) / 2), as in a real recording.
+            let aug = if matches!(lead, Lead::AVR | Lead::AVL | Lead::AVF) {
+                3f64.sqrt() / 2.0
+            } else {
+                1.0
+            };
             let gain = |axis: f64| match limb_angle(lead) {
-                Some(a) => (axis - a).to_radians().cos(),
+                Some(a) => aug * (axis - a).to_radians().cos(),
                 None => 0.4 + 0.15 * lead.row() as f64 - 0.9, // V1 -0.5 .. V6 +0.25, never 0
             };
             let (gp, gq, gt) = (gain(p_axis), gain(qrs_axis), gain(t_axis));

@@ -4,6 +4,7 @@
 
 use crate::data::cache::RecordCache;
 use crate::model::{DropPlan, Eknet, EknetConfig, Stage, token_groups};
+use crate::precision::{Precision, working_copy};
 use crate::rng::Rng;
 use crate::train::{classify_loss, open_splits, pretrain_loss, training_batch};
 use anyhow::Result;
@@ -36,6 +37,8 @@ pub struct Throughput {
     pub backend: String,
     /// Worker threads of the CPU backend (rayon's pool).
     pub threads: usize,
+    /// Arithmetic of the forward and backward (`f32`, or `bf16` mixed precision).
+    pub precision: String,
     /// Training steps: median seconds of the forward pass and loss.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_s: Option<f64>,
@@ -63,10 +66,12 @@ fn random_batch<B: Backend>(batch: usize, device: &B::Device) -> Tensor<B, 3> {
 /// Times `steps` training steps (after `warmup`) and, for stage 2, evaluation forwards, on
 /// `backend` (its name, reported). Each step is timed whole and by phase (forward and loss,
 /// backward, optimiser), the device synchronised between phases.
+#[allow(clippy::too_many_arguments)]
 pub fn model_throughput<B: AutodiffBackend>(
     cfg: &StageConfig,
     name: &str,
     backend: &str,
+    precision: Precision,
     batch: usize,
     warmup: usize,
     steps: usize,
@@ -90,9 +95,10 @@ pub fn model_throughput<B: AutodiffBackend>(
         let _ = B::sync(device);
         let t = Instant::now();
         let plan = DropPlan::draw(&groups, batch, cfg.input.mask_ratio, &mut rng);
+        let work = working_copy(&model, precision);
         let loss = match mcfg.stage {
-            Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on).0,
-            Stage::Classify => classify_loss(&model, x, &labels, &known, &weights, Some(&plan)).0,
+            Stage::Pretrain => pretrain_loss(&work, x, &plan, cfg.model.loss_on).0,
+            Stage::Classify => classify_loss(&work, x, &labels, &known, &weights, Some(&plan)).0,
         };
         let _ = B::sync(device);
         let t1 = Instant::now();
@@ -124,12 +130,13 @@ pub fn model_throughput<B: AutodiffBackend>(
         stage,
         backend: backend.into(),
         threads,
+        precision: precision.to_string(),
         forward_s: Some(median(fwd)),
         backward_s: Some(median(bwd)),
         optimizer_s: Some(median(optim)),
     }];
     if mcfg.stage == Stage::Classify {
-        let inner = model.valid();
+        let inner = working_copy(&model.valid(), precision);
         let mut times = Vec::new();
         for i in 0..warmup + steps {
             let x = random_batch::<B::InnerBackend>(batch, device);
@@ -151,6 +158,7 @@ pub fn model_throughput<B: AutodiffBackend>(
             stage: 2,
             backend: backend.into(),
             threads,
+            precision: precision.to_string(),
             forward_s: None,
             backward_s: None,
             optimizer_s: None,
@@ -191,6 +199,7 @@ pub fn cache_throughput(
         stage: 0,
         backend: "host".into(),
         threads: rayon::current_num_threads(),
+        precision: "f32".into(),
         forward_s: None,
         backward_s: None,
         optimizer_s: None,

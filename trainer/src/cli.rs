@@ -5,11 +5,12 @@ use crate::data::prepare::{
     CombinedPrepare, PtbxlPrepare, PtbxlSplit, WfdbPrepare, prepare_combined, prepare_ptbxl,
     prepare_wfdb,
 };
-use crate::device::{self, DeviceChoice};
+use crate::device::{self, DeviceChoice, TrainDevices};
 use crate::evaluate::{self, EvalSplit};
 use crate::export;
 use crate::inspect::{Inspection, inspect};
 use crate::model::Stage;
+use crate::precision::Precision;
 use crate::stage1_eval;
 use crate::train::{self, TrainOptions};
 use anyhow::{Context, Result, bail};
@@ -50,6 +51,38 @@ macro_rules! with_backend {
     };
 }
 
+/// Runs `$body` with `$train` bound to the training backend of the listed devices and `$devs`
+/// to a `Vec` of them (one model replica per device; see [`device::TrainDevices`]).
+macro_rules! with_train_devices {
+    ($devices:expr, $train:ident, $devs:ident => $body:expr) => {
+        match $devices.main() {
+            DeviceChoice::Cpu => {
+                type $train = device::CpuTrain;
+                let $devs: Vec<burn::tensor::Device<$train>> =
+                    vec![Default::default(); $devices.choices().len()];
+                $body
+            }
+            DeviceChoice::Cuda(_) => {
+                let indices = $devices.cuda_indices();
+                for &index in &indices {
+                    device::check_cuda(index)?;
+                }
+                #[cfg(feature = "cuda")]
+                {
+                    type $train = device::GpuTrain;
+                    let $devs: Vec<burn::tensor::Device<$train>> = indices
+                        .iter()
+                        .map(|&i| burn::backend::cuda::CudaDevice::new(i))
+                        .collect();
+                    $body
+                }
+                #[cfg(not(feature = "cuda"))]
+                bail!("built without CUDA (devices {indices:?})")
+            }
+        }
+    };
+}
+
 /// Input layouts `prepare` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -69,15 +102,21 @@ pub struct TrainArgs {
     /// The stage config (seed layout; see configs/).
     #[arg(long)]
     pub config: PathBuf,
-    /// cpu, or cuda:N (needs a build with --features cuda).
+    /// cpu, or cuda:N (needs a build with --features cuda); a list such as cuda:0,cuda:1 trains
+    /// data parallel, each batch split between the devices (cpu,cpu: replicas on the one CPU).
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceChoice,
+    pub device: TrainDevices,
     /// Continue from the run's last checkpoint (RUN/last) if there is one.
     #[arg(long)]
     pub resume: bool,
     /// Stop after this many epochs in this invocation (the LR schedule still spans NUM_EPOCHS).
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// f32, or bf16: mixed precision (f32 master weights and optimiser state, bf16 forward and
+    /// backward; batch norms and losses f32). A GPU option: burn's CPU backend computes bf16 in
+    /// f32 and rounds, so it is slower there.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -236,6 +275,9 @@ pub enum Command {
         /// Worker threads of the CPU backend (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// f32, or bf16 mixed precision (as `train --precision`).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -701,6 +743,7 @@ pub fn run(cli: Cli) -> Result<()> {
             steps,
             device,
             threads,
+            precision,
             json,
         } => {
             if let Some(n) = threads {
@@ -717,7 +760,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                rows.extend(with_backend!(device, T, _I, dev => bench::model_throughput::<T>(&cfg, &name, backend, batch, 2, steps, &dev)));
+                rows.extend(with_backend!(device, T, _I, dev => bench::model_throughput::<T>(&cfg, &name, backend, precision, batch, 2, steps, &dev)));
                 if cfg.dataset.train_csv.exists() {
                     rows.push(bench::cache_throughput(&cfg, &name, batch, steps.max(20))?);
                 }
@@ -781,9 +824,10 @@ fn run_training(args: TrainArgs, stage: Stage) -> Result<()> {
         quiet: args.quiet,
         cache_dir: None,
         stop_after: args.stop_after,
+        precision: args.precision,
     };
-    let outcome =
-        with_backend!(args.device, T, _I, dev => train::train::<T>(&cfg, stage, &opts, &dev)?);
+    let outcome = with_train_devices!(args.device, T, devs =>
+        train::train_on::<T>(&cfg, stage, &opts, &devs)?);
     println!(
         "done: {} epochs, checkpoints in {} (last/, best/)",
         outcome.state.epochs_done,

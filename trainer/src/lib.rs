@@ -6,6 +6,7 @@
 //! - [`model`]: EKnet in burn; [`train`]: both training stages; [`evaluate`], [`metrics`]: scores.
 //! - [`baseline`]: a plain 1-D CNN trained on the same split and recipe, for comparison.
 //! - [`export`]: the hand-written ONNX graphs (f32, int8), calibration, the model bundle, `verify`.
+//! - [`precision`]: mixed-precision training (f32 master, bf16 working copy).
 //! - [`bench`], [`device`], [`checkpoint`], [`rng`]: throughput, backends, checkpoints, seeds.
 
 pub mod baseline;
@@ -19,6 +20,7 @@ pub mod export;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
+pub mod precision;
 pub mod rng;
 pub mod stage1_eval;
 pub mod train;

@@ -10,12 +10,14 @@ use crate::data::cache::{RecordCache, WINDOW_VALUES, layout_3x4};
 use crate::data::split::read_distribution;
 use crate::metrics::roc_auc;
 use crate::model::{DropPlan, Eknet, EknetConfig, Stage, scores, token_groups};
+use crate::precision::{Precision, like, working_copy};
 use crate::rng::Rng;
 use anyhow::{Context, Result, bail};
 use burn::module::{AutodiffModule, Module, ParamId};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::Recorder;
+use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
 use eknet_shared::config::{AugmentSection, ClassWeighting, LossOn, ModeStage, StageConfig};
 use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES, TOKEN_COUNT, WINDOW_SAMPLES};
@@ -33,6 +35,8 @@ pub struct TrainOptions {
     pub cache_dir: Option<PathBuf>,
     /// Stop after this many epochs in this invocation (the schedule still spans NUM_EPOCHS).
     pub stop_after: Option<usize>,
+    /// The arithmetic of each step's forward and backward (master weights stay f32).
+    pub precision: Precision,
 }
 
 /// What a training run produced.
@@ -246,6 +250,9 @@ pub fn pretrain_loss<B: Backend>(
         .forward(x.clone(), Some(plan))
         .reconstruction
         .expect("stage-1 model has a reconstruction head");
+    // Losses in f32 whatever the working precision; the target is the f32 input.
+    let rec = like(rec, DType::F32);
+    let x = like(x, DType::F32);
     let energy = x.clone().powi_scalar(2);
     let sq = (rec - x).powi_scalar(2);
     match loss_on {
@@ -297,12 +304,8 @@ pub fn masked_cross_entropy<B: Backend>(
 ) -> Tensor<B, 1> {
     let [b, k, _] = logits.dims();
     let device = logits.device();
-    let weights: Vec<f32> = (0..b * k)
-        .map(|i| {
-            let w = if y[i] > 0.5 { pos_weight[i % k] } else { 1.0 };
-            w * known[i]
-        })
-        .collect();
+    let logits = like(logits, DType::F32); // losses in f32 whatever the working precision
+    let weights = label_weights(&y[..b * k], &known[..b * k], pos_weight);
     let total: f32 = weights.iter().sum();
     let onehot: Vec<f32> = y.iter().flat_map(|&v| [1.0 - v, v]).collect();
     let logp = burn::tensor::activation::log_softmax(logits, 2); // [b, k, 2]
@@ -310,6 +313,20 @@ pub fn masked_cross_entropy<B: Backend>(
     let w = Tensor::<B, 2>::from_data(TensorData::new(weights, [b, k]), &device);
     let nll = (logp * target).sum_dim(2).reshape([b, k]).neg(); // [b, k]
     (nll * w).sum() / f64::from(total.max(1e-6))
+}
+
+/// Each label's weight in the stage-2 loss: its class's `pos_weight` when positive, 1 when
+/// negative, 0 when unknown (`y`, `known`: row-major `[b, K]`, `pos_weight`: `[K]`).
+pub fn label_weights(y: &[f32], known: &[f32], pos_weight: &[f32]) -> Vec<f32> {
+    let k = pos_weight.len().max(1);
+    y.iter()
+        .zip(known)
+        .enumerate()
+        .map(|(i, (&v, &kn))| {
+            let w = if v > 0.5 { pos_weight[i % k] } else { 1.0 };
+            w * kn
+        })
+        .collect()
 }
 
 /// Parameter ids that get weight decay (linear-layer and class-head weights) and those that do
@@ -383,6 +400,34 @@ pub fn train<B: AutodiffBackend>(
     opts: &TrainOptions,
     device: &B::Device,
 ) -> Result<TrainOutcome> {
+    train_on::<B>(cfg, stage, opts, std::slice::from_ref(device))
+}
+
+/// [`train`] on several devices, data parallel: the model and the optimiser live on the first;
+/// each step forks one replica per device, splits the global batch between them (the token-drop
+/// plan is drawn for the whole batch, then split), runs forward and backward on every device at
+/// once, sums the gradients on the first device and takes one optimiser step. Each share's loss
+/// is normalised by the whole batch's denominator, so the summed gradient is the one-device
+/// gradient of the same global batch (equal up to float rounding). One device is plain [`train`].
+pub fn train_on<B: AutodiffBackend>(
+    cfg: &StageConfig,
+    stage: Stage,
+    opts: &TrainOptions,
+    devices: &[B::Device],
+) -> Result<TrainOutcome> {
+    let Some(device) = devices.first() else {
+        bail!("training needs at least one device");
+    };
+    if devices.len() > 1 && cfg.model.stem_batch_norm {
+        // Each replica would normalise by its own share's statistics (not the batch's), and
+        // burn's running statistics are one tensor shared by all replicas, moved to whichever
+        // device forked last.
+        bail!(
+            "data-parallel training ({} devices) does not support MODEL.stem_batch_norm: set it \
+             to False or train on one device",
+            devices.len()
+        );
+    }
     let expected = match stage {
         Stage::Pretrain => ModeStage::SelfLearning,
         Stage::Classify => ModeStage::Classifier,
@@ -512,7 +557,7 @@ pub fn train<B: AutodiffBackend>(
         };
         let (mut loss_sum, mut lr) = (0.0, 0.0);
         for chunk in order.chunks(batch) {
-            let hb = training_batch(
+            let mut hb = training_batch(
                 &splits.train,
                 chunk,
                 cfg.input.random_window,
@@ -520,23 +565,33 @@ pub fn train<B: AutodiffBackend>(
                 &mut rng,
             );
             let b = chunk.len();
-            let x = to_tensor::<B>(hb.x, b, device);
             let plan = DropPlan::draw(&groups, b, ratio, &mut rng);
-            let loss = match stage {
-                Stage::Pretrain => pretrain_loss(&model, x, &plan, cfg.model.loss_on).0,
-                Stage::Classify => {
-                    classify_loss(&model, x, &hb.y, &hb.known, &pos_weight, Some(&plan)).0
-                }
+            let ids = (decay_ids.as_slice(), plain_ids.as_slice());
+            let (value, g_decay, g_plain) = if devices.len() == 1 {
+                let x = to_tensor::<B>(std::mem::take(&mut hb.x), b, device);
+                let loss = match opts.precision {
+                    Precision::F32 => step_loss(&model, stage, cfg, x, &hb, &pos_weight, &plan),
+                    p => {
+                        let work = working_copy(&model, p);
+                        step_loss(&work, stage, cfg, x, &hb, &pos_weight, &plan)
+                    }
+                };
+                share_gradients(&model, loss, ids)
+            } else {
+                let step = Step {
+                    stage,
+                    cfg,
+                    pos_weight: &pos_weight,
+                    precision: opts.precision,
+                    ids,
+                };
+                data_parallel_gradients(&model, devices, &step, &hb, &plan)?
             };
-            let value: f64 = loss.clone().into_scalar().elem::<f64>();
             if !value.is_finite() {
                 bail!("epoch {epoch}: training loss became {value}; lower LR_INITIAL");
             }
             loss_sum += value * b as f64;
             lr = lr_at(state.steps, total, warmup, o.lr_initial, o.lr_min);
-            let mut grads = loss.backward();
-            let g_decay = GradientsParams::from_params(&mut grads, &model, &decay_ids);
-            let g_plain = GradientsParams::from_params(&mut grads, &model, &plain_ids);
             model = opt_decay.step(lr, model, g_decay);
             model = opt_plain.step(lr, model, g_plain);
             state.steps += 1;
@@ -610,6 +665,163 @@ pub fn train<B: AutodiffBackend>(
         state,
         copy,
     })
+}
+
+/// A training step's loss on a batch `x` with labels `hb.y`/`hb.known` and token drop `plan`.
+fn step_loss<B: AutodiffBackend>(
+    model: &Eknet<B>,
+    stage: Stage,
+    cfg: &StageConfig,
+    x: Tensor<B, 3>,
+    hb: &HostBatch,
+    pos_weight: &[f32],
+    plan: &DropPlan,
+) -> Tensor<B, 1> {
+    match stage {
+        Stage::Pretrain => pretrain_loss(model, x, plan, cfg.model.loss_on).0,
+        Stage::Classify => classify_loss(model, x, &hb.y, &hb.known, pos_weight, Some(plan)).0,
+    }
+}
+
+/// The loss's value and its gradients, split into the decayed and the plain parameters.
+fn share_gradients<B: AutodiffBackend>(
+    model: &Eknet<B>,
+    loss: Tensor<B, 1>,
+    (decay_ids, plain_ids): (&[ParamId], &[ParamId]),
+) -> (f64, GradientsParams, GradientsParams) {
+    let value: f64 = loss.clone().into_scalar().elem::<f64>();
+    let mut grads = loss.backward();
+    let g_decay = GradientsParams::from_params(&mut grads, model, decay_ids);
+    let g_plain = GradientsParams::from_params(&mut grads, model, plain_ids);
+    (value, g_decay, g_plain)
+}
+
+/// Batch rows `0..b` split into `n` contiguous shares, sizes differing by at most one; empty
+/// shares (a batch smaller than `n`) are left out.
+pub fn split_rows(b: usize, n: usize) -> Vec<std::ops::Range<usize>> {
+    let n = n.max(1);
+    (0..n)
+        .map(|i| (i * b / n)..((i + 1) * b / n))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// What each share's loss is multiplied by so the shares add up to the whole batch's loss: the
+/// share's own normaliser over the batch's (rows for `loss_on: all`, dropped tokens for
+/// `masked`, known-label weights for stage 2).
+fn share_factors(
+    stage: Stage,
+    cfg: &StageConfig,
+    hb: &HostBatch,
+    pos_weight: &[f32],
+    plan: &DropPlan,
+    b: usize,
+    shares: &[std::ops::Range<usize>],
+) -> Vec<f64> {
+    let per_row: Vec<f64> = match (stage, cfg.model.loss_on) {
+        (Stage::Pretrain, LossOn::All) => vec![1.0; b],
+        (Stage::Pretrain, LossOn::Masked) => plan
+            .dropped_mask(b)
+            .chunks(TOKEN_COUNT)
+            .map(|r| r.iter().map(|&v| f64::from(v)).sum())
+            .collect(),
+        (Stage::Classify, _) => {
+            let k = pos_weight.len();
+            label_weights(&hb.y, &hb.known, pos_weight)
+                .chunks(k.max(1))
+                .map(|r| r.iter().map(|&v| f64::from(v)).sum())
+                .collect()
+        }
+    };
+    // The losses clamp their normalisers (masked: at one sample, stage 2: at 1e-6); a share whose
+    // normaliser is clamped has a zero numerator, so its factor does not matter.
+    let floor = if stage == Stage::Classify { 1e-6 } else { 1.0 };
+    let total = per_row.iter().sum::<f64>().max(floor);
+    shares
+        .iter()
+        .map(|r| per_row[r.clone()].iter().sum::<f64>().max(floor) / total)
+        .collect()
+}
+
+/// What every step of a run shares.
+struct Step<'a> {
+    stage: Stage,
+    cfg: &'a StageConfig,
+    pos_weight: &'a [f32],
+    precision: Precision,
+    /// Decayed and plain parameters.
+    ids: (&'a [ParamId], &'a [ParamId]),
+}
+
+/// One data-parallel step's loss value and summed gradients (on the first device): see
+/// [`train_on`].
+fn data_parallel_gradients<B: AutodiffBackend>(
+    model: &Eknet<B>,
+    devices: &[B::Device],
+    step: &Step,
+    hb: &HostBatch,
+    plan: &DropPlan,
+) -> Result<(f64, GradientsParams, GradientsParams)> {
+    let Step {
+        stage,
+        cfg,
+        pos_weight,
+        precision,
+        ids,
+    } = *step;
+    let b = hb.x.len() / WINDOW_VALUES;
+    let k = pos_weight.len();
+    let shares = split_rows(b, devices.len());
+    let factors = share_factors(stage, cfg, hb, pos_weight, plan, b, &shares);
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = shares
+            .iter()
+            .zip(&factors)
+            .zip(devices)
+            .map(|((rows, &factor), dev)| {
+                // A fork is a fresh autodiff leaf per parameter (same ids): each replica has its
+                // own graph, so the devices do not share one.
+                let replica = model.clone().fork(dev);
+                let share = HostBatch {
+                    x: hb.x[rows.start * WINDOW_VALUES..rows.end * WINDOW_VALUES].to_vec(),
+                    y: slice_rows(&hb.y, k, rows),
+                    known: slice_rows(&hb.known, k, rows),
+                };
+                let share_plan = plan.rows(rows.clone());
+                scope.spawn(move || {
+                    let mut share = share;
+                    let x = to_tensor::<B>(std::mem::take(&mut share.x), rows.len(), dev);
+                    let work = working_copy(&replica, precision);
+                    let loss = step_loss(&work, stage, cfg, x, &share, pos_weight, &share_plan)
+                        .mul_scalar(factor);
+                    share_gradients(&replica, loss, ids)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join())
+            .collect::<std::result::Result<Vec<_>, _>>()
+    })
+    .map_err(|_| anyhow::anyhow!("a data-parallel training worker panicked"))?;
+    let main = &devices[0];
+    let mut decay = GradientsAccumulator::<Eknet<B>>::new();
+    let mut plain = GradientsAccumulator::<Eknet<B>>::new();
+    let mut value = 0.0;
+    for (v, g_decay, g_plain) in results {
+        value += v;
+        decay.accumulate::<B>(model, g_decay.to_device::<B, _>(main, model));
+        plain.accumulate::<B>(model, g_plain.to_device::<B, _>(main, model));
+    }
+    Ok((value, decay.grads(), plain.grads()))
+}
+
+/// Rows `rows` of a row-major `[b, k]` table (empty tables stay empty).
+fn slice_rows(v: &[f32], k: usize, rows: &std::ops::Range<usize>) -> Vec<f32> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    v[rows.start * k..rows.end * k].to_vec()
 }
 
 fn write_history(run: &Path, state: &TrainState) -> Result<()> {

@@ -1,7 +1,9 @@
 //! Training on CPU: a tiny model learns a synthetic task with a known answer; stage 1 rebuilds
 //! dropped tokens of held-out records (R^2 well above 0, and `evaluate` agrees); resuming after a
 //! stop gives the same run as not stopping; stage 2 starts from stage 1's tensors bit for bit; a
-//! CUDA request without CUDA is a clear error.
+//! CUDA request without CUDA is a clear error; data-parallel training on several (CPU) replicas
+//! gives the one-device run of the same global batches; bf16 mixed precision gives f32's loss
+//! and gradients within bf16 rounding, and trains like f32.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -11,7 +13,9 @@ use eknet_trainer::checkpoint::{copy_matching, dump};
 use eknet_trainer::device::CpuTrain;
 use eknet_trainer::metrics::roc_auc;
 use eknet_trainer::model::{Eknet, EknetConfig, Stage};
-use eknet_trainer::train::{TrainOptions, load_pretrained_dump, open_splits, predict, train};
+use eknet_trainer::train::{
+    TrainOptions, load_pretrained_dump, open_splits, predict, train, train_on,
+};
 use std::process::Command;
 
 fn quiet() -> TrainOptions {
@@ -239,6 +243,280 @@ fn stage_two_starts_from_stage_one_tensors_bit_for_bit() {
     )
     .unwrap();
     assert_eq!(out.copy.unwrap().copied, report.copied);
+}
+
+/// Trains `cfg` on `n` replicas (each its own folder) and returns the loss history and the last
+/// checkpoint's tensors.
+fn replicas_run(
+    cfg: &eknet_shared::config::StageConfig,
+    stage: Stage,
+    n: usize,
+) -> (
+    Vec<(f64, Option<f64>)>,
+    eknet_trainer::checkpoint::TensorDump,
+) {
+    let devices = vec![Default::default(); n];
+    let out = train_on::<CpuTrain>(cfg, stage, &quiet(), &devices).unwrap();
+    let h = out
+        .state
+        .history
+        .iter()
+        .map(|e| (e.train_loss, e.val_loss))
+        .collect();
+    (h, load_pretrained_dump(&out.run_dir.join("last")).unwrap())
+}
+
+/// The gradient of the global batch, summed over replicas that each saw a share of it, moves the
+/// model as one device does: the same losses and parameters within float rounding, for both
+/// stages and for shares of unequal size (16 split 3 ways, and the epoch's short last batch).
+#[test]
+fn data_parallel_replicas_match_one_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 40, 9);
+    let cases = [
+        (
+            "self_learning",
+            Stage::Pretrain,
+            vec![(
+                "loss_on: 'all' # all (release) or masked",
+                "loss_on: 'masked'",
+            )],
+        ),
+        ("self_learning", Stage::Pretrain, vec![]),
+        (
+            "classification",
+            Stage::Classify,
+            vec![("OPTIM:\n", "OPTIM:\n  class_weighting: balanced\n")],
+        ),
+    ];
+    for (i, (stage_name, stage, extra)) in cases.iter().enumerate() {
+        let mut runs = Vec::new();
+        for n in [1, 2, 3] {
+            let dir = tmp.path().join(format!("case{i}-x{n}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (cfg, _) = common::tiny_config(stage_name, &dir, &data, 2, 2, extra);
+            runs.push((n, replicas_run(&cfg, *stage, n)));
+        }
+        let (_, (h1, d1)) = &runs[0];
+        for (n, (h, d)) in &runs[1..] {
+            for ((a, va), (b, vb)) in h1.iter().zip(h) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1e-3),
+                    "{stage_name} x{n}: train loss {a} vs {b}"
+                );
+                assert!(
+                    (va.unwrap() - vb.unwrap()).abs() <= 1e-4 * va.unwrap().abs().max(1e-3),
+                    "{stage_name} x{n}: val loss {va:?} vs {vb:?}"
+                );
+            }
+            // Adam divides by the root of the squared gradients, so a parameter whose gradient
+            // is all but zero moves by up to the learning rate on rounding alone: most parameters
+            // agree to 1e-5, none by more than the two epochs' learning rates (5e-4 peak).
+            let (mut worst, mut off, mut count) = (0.0f32, 0usize, 0usize);
+            for (name, (_, shape, values)) in &d1.tensors {
+                let (_, shape_n, values_n) = &d.tensors[name];
+                assert_eq!(shape, shape_n, "{name}");
+                for (a, b) in values.iter().zip(values_n) {
+                    worst = worst.max((a - b).abs());
+                    off += usize::from((a - b).abs() > 1e-5);
+                    count += 1;
+                }
+            }
+            eprintln!(
+                "{stage_name} x{n}: {off} of {count} parameters off by > 1e-5, worst {worst}"
+            );
+            assert!(
+                worst < 1e-3,
+                "{stage_name} x{n}: parameters differ by {worst}"
+            );
+            assert!(
+                off * 100 < count,
+                "{stage_name} x{n}: {off} of {count} parameters differ"
+            );
+        }
+    }
+    // Batch norms normalise by each replica's share: refused, with the reason.
+    let dir = tmp.path().join("bn");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bn = "MODEL:\n  token_embedding: 'conv'\n  stem_batch_norm: True\n";
+    let (cfg, _) = common::tiny_config("classification", &dir, &data, 2, 1, &[("MODEL:\n", bn)]);
+    let two = [Default::default(), Default::default()];
+    let err = train_on::<CpuTrain>(&cfg, Stage::Classify, &quiet(), &two).unwrap_err();
+    assert!(err.to_string().contains("stem_batch_norm"), "{err}");
+}
+
+/// Every parameter's gradient after `loss.backward()`, in visiting order, with its dtype.
+struct GradsOf<'a> {
+    grads: &'a <CpuTrain as burn::tensor::backend::AutodiffBackend>::Gradients,
+    out: Vec<(burn::tensor::DType, Vec<f32>)>,
+}
+
+impl burn::module::ModuleVisitor<CpuTrain> for GradsOf<'_> {
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::tensor::Tensor<CpuTrain, D>>,
+    ) {
+        if let Some(g) = param.val().grad(self.grads) {
+            let dtype = g.dtype();
+            let g = g.cast(burn::tensor::FloatDType::F32);
+            self.out
+                .push((dtype, g.into_data().to_vec::<f32>().unwrap()));
+        }
+    }
+}
+
+/// A bf16 working copy of the same f32 weights, on the same batch and token drop, gives the f32
+/// loss and gradients within bf16's rounding (8 mantissa bits: loss within 2 %, gradient direction
+/// cosine > 0.99, norm within 5 %): for stage 2 with the linear and
+/// the convolutional stem (with batch norms, kept f32), and for stage 1. The gradients reach the
+/// f32 master weights as f32; the working copy really is bf16 (its loss differs from f32's).
+#[test]
+fn bf16_mixed_precision_matches_f32_within_bf16_rounding() {
+    use burn::module::Module;
+    use burn::tensor::{DType, Tensor, TensorData};
+    use eknet_shared::layout::{SLOT_COUNT, SLOT_SAMPLES};
+    use eknet_trainer::model::{DropPlan, token_groups};
+    use eknet_trainer::precision::{Precision, working_copy};
+    use eknet_trainer::train::{classify_loss, pretrain_loss};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let conv = "MODEL:\n  token_embedding: 'conv'\n  conv_channels: 8\n  conv_blocks: 2\n  \
+                stem_batch_norm: True\n";
+    let cases = [
+        ("classification", Stage::Classify, vec![]),
+        ("classification", Stage::Classify, vec![("MODEL:\n", conv)]),
+        (
+            "self_learning",
+            Stage::Pretrain,
+            vec![(
+                "loss_on: 'all' # all (release) or masked",
+                "loss_on: 'masked'",
+            )],
+        ),
+    ];
+    let dev = Default::default();
+    for (i, (stage_name, stage, extra)) in cases.iter().enumerate() {
+        let dir = tmp.path().join(format!("case{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cfg, _) = common::tiny_config(stage_name, &dir, &dir, 3, 1, extra);
+        let mcfg = EknetConfig::from_stage(&cfg);
+        <CpuTrain as burn::tensor::backend::Backend>::seed(&dev, 300 + i as u64);
+        let model = Eknet::<CpuTrain>::new(&mcfg, &dev);
+        let b = 4;
+        let mut rng = eknet_trainer::rng::Rng::new(7 + i as u64);
+        let x: Vec<f32> = (0..b * SLOT_COUNT * SLOT_SAMPLES)
+            .map(|j| (j as f32 * 0.013).sin() * 0.8 + rng.normal() as f32 * 0.1)
+            .collect();
+        let y: Vec<f32> = (0..b * 3).map(|j| (j % 2) as f32).collect();
+        let known = vec![1.0; b * 3];
+        let plan = DropPlan::draw(&token_groups(mcfg.lead_split), b, 0.5, &mut rng);
+        let run = |precision: Precision| {
+            let work = working_copy(&model, precision);
+            assert_eq!(work.queries.val().dtype(), precision.dtype());
+            let input = Tensor::<CpuTrain, 3>::from_data(
+                TensorData::new(x.clone(), [b, SLOT_COUNT, SLOT_SAMPLES]),
+                &dev,
+            );
+            let loss = match stage {
+                Stage::Pretrain => pretrain_loss(&work, input, &plan, cfg.model.loss_on).0,
+                Stage::Classify => {
+                    classify_loss(&work, input, &y, &known, &[1.0, 2.0, 1.0], Some(&plan)).0
+                }
+            };
+            assert_eq!(loss.dtype(), DType::F32, "losses are f32");
+            let value: f32 = loss.clone().into_scalar();
+            let grads = loss.backward();
+            let mut visitor = GradsOf {
+                grads: &grads,
+                out: Vec::new(),
+            };
+            model.visit(&mut visitor);
+            (value, visitor.out)
+        };
+        let (l32, g32) = run(Precision::F32);
+        let (l16, g16) = run(Precision::Bf16);
+        assert!(
+            l16 != l32,
+            "{stage_name}: the bf16 copy computed in f32 ({l32})"
+        );
+        assert!(
+            (l16 - l32).abs() <= 0.02 * l32.abs(),
+            "{stage_name} case {i}: loss bf16 {l16} vs f32 {l32}"
+        );
+        assert_eq!(g16.len(), g32.len(), "every parameter gets a gradient");
+        let (mut dot, mut n32, mut n16) = (0.0f64, 0.0f64, 0.0f64);
+        for ((d16, a), (_, c)) in g16.iter().zip(&g32) {
+            assert_eq!(
+                *d16,
+                DType::F32,
+                "gradients reach the master weights as f32"
+            );
+            for (p, q) in a.iter().zip(c) {
+                dot += f64::from(*p) * f64::from(*q);
+                n16 += f64::from(*p).powi(2);
+                n32 += f64::from(*q).powi(2);
+            }
+        }
+        let cosine = dot / (n16.sqrt() * n32.sqrt());
+        let ratio = (n16 / n32).sqrt();
+        eprintln!(
+            "{stage_name} case {i}: loss {l32} / {l16}, gradient cosine {cosine:.5}, norm ratio {ratio:.4}"
+        );
+        assert!(
+            cosine > 0.99,
+            "{stage_name} case {i}: gradient cosine {cosine}"
+        );
+        assert!(
+            (ratio - 1.0).abs() < 0.05,
+            "{stage_name} case {i}: gradient norm ratio {ratio}"
+        );
+    }
+}
+
+/// A training run in bf16 mixed precision follows the f32 run's losses.
+#[test]
+fn bf16_training_follows_f32() {
+    use eknet_trainer::precision::Precision;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic(&data, 40, 4);
+    let mut histories = Vec::new();
+    for precision in [Precision::F32, Precision::Bf16] {
+        let dir = tmp.path().join(precision.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cfg, _) = common::tiny_config("classification", &dir, &data, 2, 3, &[]);
+        let opts = TrainOptions {
+            precision,
+            ..quiet()
+        };
+        let out = train::<CpuTrain>(&cfg, Stage::Classify, &opts, &Default::default()).unwrap();
+        histories.push(out.state.history);
+    }
+    for (a, b) in histories[0].iter().zip(&histories[1]) {
+        assert!(
+            (a.train_loss - b.train_loss).abs() <= 0.03 * a.train_loss,
+            "epoch {}: f32 {} vs bf16 {}",
+            a.epoch,
+            a.train_loss,
+            b.train_loss
+        );
+        assert!(a.train_loss != b.train_loss, "bf16 ran in f32");
+    }
+}
+
+#[test]
+fn a_device_list_of_two_kinds_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, path) = common::tiny_config("self_learning", tmp.path(), tmp.path(), 2, 1, &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_eknet-train"))
+        .args(["pretrain", "--device", "cpu,cuda:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mixes CPU and CUDA"), "{err}");
 }
 
 #[test]

@@ -14,8 +14,11 @@
 //!   discrimination up to 360 ms (IEEE TBME 32(3), 1985).
 //! - QRS: on the record's median beat (beats aligned by cross-correlation; those of the dominant
 //!   morphology averaged), the QRS extends outward from the envelope's peak while the envelope
-//!   stays above a small fraction of that peak, short dips tolerated; the boundaries are mapped
-//!   back to every beat of that morphology. Other beats (ectopics) are delineated on their own.
+//!   stays above a small fraction of that peak (scaled by the square root of the peak slope, so
+//!   a tall complex, as in ventricular hypertrophy, does not lose its slow ends to a
+//!   proportionally higher threshold), short dips tolerated; the boundaries are mapped back to
+//!   every beat of that morphology. Other beats (ectopics) are delineated on their own. A beat
+//!   paced at its onset starts at its pacing spike ([`super::spikes`]).
 //! - T offset: per lead, the trapezium-area method of Zhang et al. (IEEE TBME 53(7), 2006) after
 //!   the T peak (the most prominent extremum after the ST segment, so a sloping ST segment is
 //!   not taken for the T wave); the global offset is the third latest over every lead with a T
@@ -23,8 +26,10 @@
 //!   median QT take the median.
 //! - P: first on the median beat of the 12 Hz leads (signal-averaged P wave, Fukunami et al.,
 //!   Circulation 83(1), 1991): the most prominent deviation from the level before the QRS in a
-//!   window after the previous T; onset and offset where the 12 Hz envelope falls below a
-//!   fraction of the P's slope humps. That P (all leads) is then a template slid over each beat
+//!   window after the previous T; onset where the 12 Hz envelope falls below a fraction of the
+//!   P's rising slope hump, offset where the leads come back within half the P amplitude of
+//!   that level (a level crossing on the descending limb, which the constant shift takes to
+//!   the end). That P (all leads) is then a template slid over each beat
 //!   (from 80 ms earlier to 20 ms later): a beat whose best placement correlates at 0.8 or more
 //!   has the median's P there, so beats with another PR (wandering pacemaker, first-degree
 //!   block changing) keep theirs. Where most beats match no template, each beat is searched on
@@ -34,6 +39,8 @@
 //! Each boundary has a constant shift (the threshold crossings lag or lead the annotated
 //! boundary by a fixed amount): minus the median error of the unshifted detector against
 //! LUDB's cardiologist annotations, fitted on all 200 records ([`super::reference::fit_shifts`]).
+//! The shifts are added to the output only (every window is placed from unshifted boundaries),
+//! so the fit on an unshifted delineation is exactly the shift that centres the shifted one.
 //! `examples/ludb_delineation.rs` prints the validation with these shifts (in-sample for the five
 //! constants) and two-fold cross-validated ([`super::reference::cross_validate_ludb`]).
 
@@ -61,14 +68,17 @@ pub struct DelineationParams {
     pub qrs_gap_ms: f64,
     /// Multiple of the record's resting envelope level added to the QRS thresholds.
     pub qrs_noise_mult: f64,
+    /// The median beat's QRS thresholds scale with `qrs_ref_slope * (peak / qrs_ref_slope)`
+    /// to this power (1: in proportion to the peak slope) ...
+    pub qrs_peak_exp: f64,
+    /// ... around this slope (mV per sample).
+    pub qrs_ref_slope: f64,
     /// Shift added to every QRS onset (ms).
     pub qrs_on_shift_ms: f64,
     /// Shift added to every QRS offset (ms).
     pub qrs_off_shift_ms: f64,
     /// P onset: fraction of the ascending-slope hump.
     pub p_on_frac: f64,
-    /// P offset: fraction of the descending-slope hump.
-    pub p_off_frac: f64,
     /// The P search window ends this long before the QRS onset (ms).
     pub p_gap_ms: f64,
     /// A P wave is kept when its PR is within this of the record's median PR (ms).
@@ -85,6 +95,9 @@ pub struct DelineationParams {
     pub p_match_late_ms: f64,
     /// Shift added to every P offset (ms).
     pub p_off_shift_ms: f64,
+    /// P offset: where the leads come back within this fraction of the P amplitude of their
+    /// level before the QRS.
+    pub p_off_level: f64,
     /// A P wave must reach this amplitude (mV, spatial magnitude) ...
     pub p_min_mv: f64,
     /// ... and this multiple of the record's resting envelope level, scaled to amplitude.
@@ -113,19 +126,21 @@ impl Default for DelineationParams {
             qrs_median_noise_mult: 1.0,
             median_min_corr: 0.9,
             qrs_noise_mult: 2.0,
-            qrs_on_shift_ms: -14.0,
-            qrs_off_shift_ms: 12.0,
+            qrs_peak_exp: 0.5,
+            qrs_ref_slope: 0.1,
+            qrs_on_shift_ms: -12.0,
+            qrs_off_shift_ms: 8.0,
             p_on_frac: 0.15,
-            p_off_frac: 0.15,
-            p_on_shift_ms: 0.0,
+            p_on_shift_ms: 2.0,
             p_match_min_corr: 0.8,
             p_match_max_gain: 2.5,
             p_match_early_ms: 80.0,
             p_match_late_ms: 20.0,
             p_gap_ms: 20.0,
             p_pr_tolerance_ms: 40.0,
-            p_off_shift_ms: -32.0,
+            p_off_shift_ms: 18.0,
             p_min_mv: 0.01,
+            p_off_level: 0.5,
             p_snr: 1.5,
             t_off_shift_ms: -4.0,
             t_outlier_ms: 40.0,
@@ -225,6 +240,13 @@ pub fn spatial_velocity(leads: &[Vec<f32>], k: usize) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The unshifted QRS onset (the envelope's threshold crossing) lies about this much after the
+/// annotated onset (ms; the fitted shift is about its negative): windows placed before the
+/// QRS allow for it.
+const QRS_ON_LAG_MS: f64 = 14.0;
+/// The unshifted QRS offset lies about this much before the annotated offset (ms).
+const QRS_OFF_LEAD_MS: f64 = 12.0;
 
 fn ms(rate: f64, v: f64) -> usize {
     (v * rate / 1000.0).round().max(0.0) as usize
@@ -482,8 +504,26 @@ pub fn median_beat(
     })
 }
 
-/// Delineates every beat of a prepared record.
+/// Delineates every beat of a prepared record: every boundary is found unshifted (the windows
+/// that depend on other boundaries use the unshifted ones), then the five constant shifts are
+/// added, so the shifts act on the output alone and fitting them on an unshifted delineation
+/// ([`super::reference::fit_shifts`]) is exact.
 pub fn delineate(p: &Prepared, params: &DelineationParams) -> Vec<Beat> {
+    let n = p.sv_fast.len();
+    let rate = p.rate;
+    let mut beats = delineate_unshifted(p, params);
+    let by = |v: Option<usize>, ms: f64| v.map(|i| shift(i, ms, rate, n));
+    for b in &mut beats {
+        b.p_on = by(b.p_on, params.p_on_shift_ms);
+        b.p_off = by(b.p_off, params.p_off_shift_ms);
+        b.qrs_on = by(b.qrs_on, params.qrs_on_shift_ms);
+        b.qrs_off = by(b.qrs_off, params.qrs_off_shift_ms);
+        b.t_off = by(b.t_off, params.t_off_shift_ms);
+    }
+    beats
+}
+
+fn delineate_unshifted(p: &Prepared, params: &DelineationParams) -> Vec<Beat> {
     let n = p.sv_fast.len();
     let centres = detect_beats(p, params);
     let rate = p.rate;
@@ -496,7 +536,8 @@ pub fn delineate(p: &Prepared, params: &DelineationParams) -> Vec<Beat> {
     let median_qrs = median.as_ref().and_then(|m| {
         let sv = spatial_velocity(&m.leads, 2);
         let c = argmax(&sv, pre - ms(rate, 60.0), pre + ms(rate, 60.0))?;
-        let peak = sv[c];
+        let r0 = params.qrs_ref_slope as f32;
+        let peak = r0 * (sv[c] / r0).powf(params.qrs_peak_exp as f32);
         let rest = percentile(&sv, 0.3);
         let noise = params.qrs_median_noise_mult as f32 * rest;
         let gap = ms(rate, params.qrs_gap_ms);
@@ -563,12 +604,25 @@ pub fn delineate(p: &Prepared, params: &DelineationParams) -> Vec<Beat> {
             Some((a, b)) => (Some(a), Some(b)),
             None => (on, off),
         };
+        // A beat paced at its onset starts at the pacing spike (annotators mark the onset
+        // there; the spike's residue, smeared by the filters, otherwise moves the onset
+        // earlier): a spike from 10 ms before the unshifted onset to the centre. A spike
+        // further ahead, separated from the QRS by a latency, leaves the onset alone.
+        let on = on.map(|o| {
+            let from = o.saturating_sub(ms(rate, 10.0));
+            p.spikes
+                .iter()
+                .filter(|&&(a, _)| a >= from && a < c)
+                .map(|&(a, _)| a + ms(rate, QRS_ON_LAG_MS))
+                .next_back()
+                .unwrap_or(o)
+        });
         beats.push(Beat {
             r: c,
             p_on: None,
             p_off: None,
-            qrs_on: on.map(|i| shift(i, params.qrs_on_shift_ms, rate, n)),
-            qrs_off: off.map(|i| shift(i, params.qrs_off_shift_ms, rate, n)),
+            qrs_on: on,
+            qrs_off: off,
             t_off: None,
         });
     }
@@ -621,8 +675,8 @@ pub fn delineate(p: &Prepared, params: &DelineationParams) -> Vec<Beat> {
             continue;
         }
         if let Some((on, off)) = p_wave(p, params, &beats[k], prev_ends[k], rest_slow, rest_slow) {
-            beats[k].p_on = Some(shift(on, params.p_on_shift_ms, rate, n));
-            beats[k].p_off = Some(shift(off, params.p_off_shift_ms, rate, n));
+            beats[k].p_on = Some(on);
+            beats[k].p_off = Some(off);
         }
     }
     p_consistency(&mut beats, &matched, ms(rate, params.p_pr_tolerance_ms));
@@ -639,22 +693,24 @@ fn t_offset(
 ) -> Option<usize> {
     let rate = p.rate;
     let n = p.sv_slow.len();
+    // Unshifted boundaries: the QRS onset lies QRS_ON_LAG_MS after the true onset, the offset
+    // QRS_OFF_LEAD_MS before the true offset.
     let (on, off) = (beat.qrs_on?, beat.qrs_off?);
     let rr = next_on.map_or(ms(rate, 1000.0), |q| q.saturating_sub(on));
     // Search up to a generous QT for this R-R (Bazett QTc 560 ms), before the next beat's P.
     let qt_max = ms(rate, 560.0 * (rr as f64 / rate).sqrt()).max(ms(rate, 300.0));
-    let end = (on + qt_max)
-        .min(next_on.map_or(n - 1, |q| q.saturating_sub(ms(rate, 60.0))))
+    let end = (on.saturating_sub(ms(rate, QRS_ON_LAG_MS)) + qt_max)
+        .min(next_on.map_or(n - 1, |q| q.saturating_sub(ms(rate, 60.0 + QRS_ON_LAG_MS))))
         .min(n - 1);
-    let start = off + ms(rate, 60.0);
+    let start = off + ms(rate, 60.0 + QRS_OFF_LEAD_MS);
     if end <= start + ms(rate, 60.0) {
         return None;
     }
-    let iso_at = on.saturating_sub(ms(rate, 10.0));
+    let iso_at = on.saturating_sub(ms(rate, 10.0 + QRS_ON_LAG_MS));
     let limit = (end + ms(rate, 60.0)).min(n - 1);
     let ends = per_lead_t_ends(p, params, start, end, limit, iso_at);
     let t = *ends.get(params.t_rank.min(ends.len().checked_sub(1)?))?;
-    Some(shift(t, params.t_off_shift_ms, rate, n))
+    Some(t)
 }
 
 /// Per-lead T ends by the trapezium-area method of Zhang et al. (IEEE TBME 53(7), 2006): on
@@ -751,7 +807,8 @@ fn p_wave(
     walk_floor: f32,
 ) -> Option<(usize, usize)> {
     let rate = p.rate;
-    let on = beat.qrs_on?;
+    // The unshifted QRS onset lies QRS_ON_LAG_MS after the true one.
+    let on = beat.qrs_on?.checked_sub(ms(rate, QRS_ON_LAG_MS))?;
     let end = on.checked_sub(ms(rate, params.p_gap_ms))?;
     let start = on
         .saturating_sub(ms(rate, 350.0))
@@ -766,16 +823,16 @@ fn p_wave(
         .iter()
         .map(|l| l[on.saturating_sub(ms(rate, 5.0))])
         .collect();
-    let mag: Vec<f32> = (start..end)
-        .map(|i| {
-            p.slow
-                .iter()
-                .zip(&levels)
-                .map(|(l, &lv)| (l[i] - lv).powi(2))
-                .sum::<f32>()
-                .sqrt()
-        })
-        .collect();
+    // The multi-lead deviation from those levels.
+    let dev = |i: usize| {
+        p.slow
+            .iter()
+            .zip(&levels)
+            .map(|(l, &lv)| (l[i] - lv).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    };
+    let mag: Vec<f32> = (start..end).map(dev).collect();
     let edge = ms(rate, 10.0).max(1);
     let (peak, _) = (edge..mag.len().saturating_sub(edge))
         .filter(|&i| mag[i] >= mag[i - 1] && mag[i] >= mag[i + 1])
@@ -793,17 +850,15 @@ fn p_wave(
         peak.saturating_sub(ms(rate, 80.0)).max(start),
         peak + 1,
     )?;
-    let fall = argmax(&p.sv_slow, peak, (peak + ms(rate, 80.0)).min(on))?;
     let on_thr = params.p_on_frac as f32 * p.sv_slow[rise] + walk_floor;
-    let off_thr = params.p_off_frac as f32 * p.sv_slow[fall] + walk_floor;
-    let p_on = walk(
-        &p.sv_slow,
-        rise,
-        -1,
-        on_thr,
-        start.saturating_sub(ms(rate, 40.0)),
-    );
-    let p_off = walk(&p.sv_slow, fall, 1, off_thr, on);
+    let on_limit = start.saturating_sub(ms(rate, 40.0));
+    let p_on = walk(&p.sv_slow, rise, -1, on_thr, on_limit);
+    // The offset where the leads have come back within `p_off_level` of the P amplitude of
+    // their level before the QRS: a level crossing on the P's descending limb (the constant
+    // shift takes it to the end), robust where the P wave's slope fades slowly or the P has
+    // a late component in a few leads (a P mitrale), where the slope walk stops early.
+    let thr = params.p_off_level as f32 * amp;
+    let p_off = (peak..on).find(|&i| dev(i) < thr).unwrap_or(on);
     Some((p_on, p_off))
 }
 
@@ -856,9 +911,7 @@ fn p_template(
     if slow.is_empty() {
         return None;
     }
-    let len = pre + post;
-    let qrs_on_raw = pre.checked_sub(before)?;
-    let qrs_on = shift(qrs_on_raw, params.qrs_on_shift_ms, rate, len);
+    let qrs_on = pre.checked_sub(before)?;
     // The previous T offset at the record's median distance before the QRS onset.
     let mut gaps: Vec<usize> = beats
         .iter()
@@ -893,7 +946,8 @@ fn p_template(
     let start = on.saturating_sub(ms(rate, 20.0));
     // Not past the P search window: the 12 Hz leads carry the QRS's upstroke before its onset,
     // which every beat would match.
-    let end = (off + ms(rate, 20.0)).min(qrs_on.saturating_sub(ms(rate, params.p_gap_ms)));
+    let end = (off + ms(rate, 20.0))
+        .min(qrs_on.saturating_sub(ms(rate, params.p_gap_ms + QRS_ON_LAG_MS)));
     if end < start + ms(rate, 40.0) {
         return None;
     }
@@ -956,10 +1010,7 @@ fn match_p(
     if corr < params.p_match_min_corr || !(1.0 / g..=g).contains(&gain) {
         return None;
     }
-    Some((
-        shift(s + t.on, params.p_on_shift_ms, rate, n),
-        shift(s + t.off, params.p_off_shift_ms, rate, n),
-    ))
+    Some((s + t.on, s + t.off))
 }
 
 /// Keeps P waves only where the record's PR intervals are consistent: at least half the beats

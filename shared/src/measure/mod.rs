@@ -357,6 +357,15 @@ impl Measurements {
 /// Picks, from a beat, the (isoelectric reference, start, end) samples of a wave.
 type WaveSpan = dyn Fn(&Beat) -> Option<(usize, usize, usize)>;
 
+/// How a wave's size in one lead is taken for an axis.
+#[derive(Debug, Clone, Copy)]
+enum Net {
+    /// Sum of the deviations from the reference level (net area).
+    Area,
+    /// Largest positive plus largest negative deviation (net amplitude, R + S).
+    Amplitude,
+}
+
 /// Measures a record with the validated default parameters.
 pub fn measure(record: &Record) -> Measurements {
     measure_with(record, &DelineationParams::default())
@@ -494,7 +503,11 @@ pub fn measure_with(record: &Record, params: &DelineationParams) -> Measurements
     );
     m.set(Quantity::QtcHodgesMs, qtc(&|qt| qt + 1.75 * (hr - 60.0)));
 
-    // Axes from the net areas of I and aVF.
+    // Axes from I and aVF: the QRS axis from the net amplitudes (largest positive plus largest
+    // negative deflection from the level at the QRS onset, what a reader sums by eye), the P
+    // and T axes from the net areas; each a median over beats. By Einthoven's and Goldberger's
+    // laws (I = x, aVF = (II + III) / 2 = sqrt(3)/2 y for a frontal vector (x, y)), the angle
+    // is atan2(2 aVF / sqrt(3), I) (Novosel et al., J Electrocardiol 32, 1999).
     let lead_signal = |lead: Lead| -> Result<&[f32], Unmeasurable> {
         if let Some(q) = m.lead_quality.iter().find(|q| q.lead == lead) {
             return Err(Unmeasurable::LeadFailed {
@@ -507,7 +520,7 @@ pub fn measure_with(record: &Record, params: &DelineationParams) -> Measurements
             .map(|k| prepared.base[k].as_slice())
             .ok_or(Unmeasurable::MissingLead { lead })
     };
-    let axis = |span: &WaveSpan, none: Unmeasurable| -> Result<f64, Unmeasurable> {
+    let axis = |span: &WaveSpan, net: Net, none: Unmeasurable| -> Result<f64, Unmeasurable> {
         let i = lead_signal(Lead::I)?;
         let f = lead_signal(Lead::AVF)?;
         let len = i.len().min(f.len());
@@ -522,33 +535,50 @@ pub fn measure_with(record: &Record, params: &DelineationParams) -> Measurements
         if spans.is_empty() {
             return Err(none);
         }
-        let area = |x: &[f32]| {
+        let iso_span = (0.01 * rate).round() as usize;
+        let size = |x: &[f32]| {
             median(
                 spans
                     .iter()
-                    .map(|&(iso, a, b)| x[a..=b].iter().map(|&v| (v - x[iso]) as f64).sum::<f64>())
+                    .map(|&(iso, a, b)| {
+                        // The level: the mean of the 10 ms up to the reference sample.
+                        let lo = iso.saturating_sub(iso_span);
+                        let level = x[lo..=iso].iter().map(|&v| v as f64).sum::<f64>()
+                            / (iso - lo + 1) as f64;
+                        let dev = x[a..=b].iter().map(|&v| v as f64 - level);
+                        match net {
+                            Net::Area => dev.sum::<f64>(),
+                            Net::Amplitude => {
+                                let (lo, hi) = dev
+                                    .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+                                lo + hi
+                            }
+                        }
+                    })
                     .collect(),
             )
             .unwrap_or(0.0)
         };
-        let (ai, af) = (area(i), area(f));
+        let (ai, af) = (size(i), size(f));
         if ai == 0.0 && af == 0.0 {
             return Err(Unmeasurable::NoBoundaries);
         }
-        Ok(af.atan2(ai).to_degrees())
+        Ok((2.0 * af / 3f64.sqrt()).atan2(ai).to_degrees())
     };
     let p_none = if has_p {
         Unmeasurable::NoBoundaries
     } else {
         Unmeasurable::NoPWaves
     };
-    let p_axis = axis(&|b| Some((b.p_on?, b.p_on?, b.p_off?)), p_none);
+    let p_axis = axis(&|b| Some((b.p_on?, b.p_on?, b.p_off?)), Net::Area, p_none);
     let qrs_axis = axis(
         &|b| Some((b.qrs_on?, b.qrs_on?, b.qrs_off?)),
+        Net::Amplitude,
         Unmeasurable::NoBoundaries,
     );
     let t_axis = axis(
         &|b| Some((b.qrs_on?, b.qrs_off?, b.t_off?)),
+        Net::Area,
         Unmeasurable::NoBoundaries,
     );
     m.set(Quantity::PAxisDeg, p_axis);

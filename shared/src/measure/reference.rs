@@ -538,6 +538,31 @@ pub fn ludb_axis_category(meta: &crate::record::RecordMeta) -> Option<super::Axi
     })
 }
 
+/// LUDB's cardiologists call an axis below this "left axis deviation" (degrees): the lower
+/// limit of the normal position (+30..+69 deg) of the Russian convention they follow, whose
+/// 'horizontal' position (0..+29 deg) their statements mostly fold into left deviation; the
+/// international limit (-30 deg, [`super::axis_category`]) and the Russian textbook one (0 deg)
+/// are shown beside it in [`Summary::table`].
+pub const LUDB_LEFT_AXIS_BELOW_DEG: f64 = 30.0;
+
+/// The category a measured frontal QRS axis (degrees) has in LUDB's statements: right above
+/// +90 deg (and below -90 deg, as LUDB states no extreme axis), left below
+/// [`LUDB_LEFT_AXIS_BELOW_DEG`], normal (with horizontal and vertical) between.
+pub fn ludb_axis_of(deg: f64) -> super::AxisCategory {
+    ludb_axis_with(deg, LUDB_LEFT_AXIS_BELOW_DEG)
+}
+
+fn ludb_axis_with(deg: f64, left_below: f64) -> super::AxisCategory {
+    use super::AxisCategory;
+    if !(-90.0..=90.0).contains(&deg) {
+        AxisCategory::Right
+    } else if deg < left_below {
+        AxisCategory::Left
+    } else {
+        AxisCategory::Normal
+    }
+}
+
 /// One record's evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordEvaluation {
@@ -660,7 +685,7 @@ pub struct Summary {
     pub hr_record_within_2: usize,
     /// Records with a reference heart rate.
     pub hr_records: usize,
-    /// Records whose QRS axis category equals the stated one.
+    /// Records whose QRS axis category ([`ludb_axis_of`]) equals the stated one.
     pub axis_agree: usize,
     /// Records with a stated normal/left/right axis.
     pub axis_records: usize,
@@ -713,7 +738,7 @@ impl Summary {
                 s.axis_records += 1;
                 match m.qrs_axis_deg {
                     Some(a) => {
-                        let got = super::axis_category(a);
+                        let got = ludb_axis_of(a);
                         if got == stated {
                             s.axis_agree += 1;
                         }
@@ -808,8 +833,9 @@ impl Summary {
             pct(self.hr_record_within_2, self.hr_records)
         ));
         out.push_str(&format!(
-            "QRS axis category = header statement (normal incl. horizontal/vertical, left, right): \
-             {}/{} records ({:.1} %), {} unmeasured\n",
+            "QRS axis category = header statement (normal incl. horizontal/vertical, left below \
+             {LUDB_LEFT_AXIS_BELOW_DEG:+.0} deg, right above +90 deg): {}/{} records ({:.1} %), \
+             {} unmeasured\n",
             self.axis_agree,
             self.axis_records,
             pct(self.axis_agree, self.axis_records),
@@ -825,20 +851,10 @@ impl Summary {
         let agree_at = |left_below: f64| {
             self.axis_values
                 .iter()
-                .filter(|(stated, deg)| {
-                    let got = if *deg > 90.0 || *deg < -90.0 {
-                        super::AxisCategory::Right
-                    } else if *deg < left_below {
-                        super::AxisCategory::Left
-                    } else {
-                        super::AxisCategory::Normal
-                    };
-                    // Extreme axes count as right here, as LUDB has no extreme category.
-                    got == *stated
-                })
+                .filter(|(stated, deg)| ludb_axis_with(*deg, left_below) == *stated)
                 .count()
         };
-        let alternatives: Vec<String> = [-30.0, 0.0, 15.0, 30.0]
+        let alternatives: Vec<String> = [-30.0, 0.0, 15.0, 20.0, 25.0, 30.0]
             .iter()
             .map(|&t| {
                 let a = agree_at(t);
@@ -928,6 +944,71 @@ mod tests {
             fit_shifts(&[no_t]),
             Err(FitError::NoMatches(Boundary::TOff))
         );
+    }
+
+    #[test]
+    fn ludb_axis_categories_use_ludb_limits() {
+        use crate::measure::AxisCategory;
+        assert_eq!(ludb_axis_of(29.9), AxisCategory::Left);
+        assert_eq!(ludb_axis_of(-45.0), AxisCategory::Left);
+        assert_eq!(ludb_axis_of(30.0), AxisCategory::Normal);
+        assert_eq!(ludb_axis_of(90.0), AxisCategory::Normal);
+        assert_eq!(ludb_axis_of(90.5), AxisCategory::Right);
+        // LUDB states no extreme axis: beyond -90 deg counts as right.
+        assert_eq!(ludb_axis_of(-120.0), AxisCategory::Right);
+    }
+
+    #[test]
+    fn shifts_move_the_output_and_nothing_else() {
+        // A synthetic 12-lead PQRST train: delineated with and without shifts, every boundary
+        // moves by exactly its shift (the windows are placed from unshifted boundaries), which
+        // makes the shift fit on an unshifted delineation exact.
+        let rate = 500.0;
+        let n = 5000;
+        let pulse = |t: f64, a: f64, b: f64, amp: f64| {
+            if t <= a || t >= b {
+                0.0
+            } else {
+                amp * (std::f64::consts::PI * (t - a) / (b - a)).sin().powi(2)
+            }
+        };
+        let leads: Vec<Vec<f32>> = (0..12)
+            .map(|l| {
+                let g = 0.3 + 0.1 * l as f64;
+                (0..n)
+                    .map(|i| {
+                        let t = i as f64 / rate;
+                        let mut v = 0.0;
+                        let mut r = 0.5;
+                        while r < 9.8 {
+                            v += pulse(t, r - 0.2, r - 0.1, 0.15 * g)
+                                + pulse(t, r - 0.04, r + 0.045, 1.2 * g)
+                                + pulse(t, r + 0.15, r + 0.33, 0.35 * g);
+                            r += 0.8;
+                        }
+                        v as f32
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[f32]> = leads.iter().map(Vec::as_slice).collect();
+        let prepared = crate::measure::delineate::prepare(&refs, rate);
+        let zero = Shifts([0.0; 5]).apply(&DelineationParams::default());
+        let shifts = Shifts([6.0, -10.0, -14.0, 8.0, -4.0]);
+        let a = crate::measure::delineate::delineate(&prepared, &zero);
+        let b = crate::measure::delineate::delineate(&prepared, &shifts.apply(&zero));
+        assert_eq!(a.len(), b.len());
+        assert!(a.len() >= 10);
+        let mut checked = 0;
+        for (x, y) in a.iter().zip(&b) {
+            for (k, bd) in Boundary::ALL.iter().enumerate() {
+                if let (Some(u), Some(v)) = (bd.of_beat(x), bd.of_beat(y)) {
+                    assert_eq!(v as f64 - u as f64, shifts.0[k] / 2.0, "{bd:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 40, "{checked} boundaries compared");
     }
 
     #[test]

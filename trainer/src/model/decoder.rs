@@ -107,9 +107,11 @@ impl<B: Backend> TokenDecoder<B> {
         )
         .unsqueeze_dim::<3>(2)
         .expand([b, TOKEN_COUNT, d]);
-        let keep =
-            Tensor::<B, 2>::from_data(TensorData::new(kept.to_vec(), [b, TOKEN_COUNT]), &device)
-                .unsqueeze_dim::<3>(2);
+        let keep = Tensor::<B, 2>::from_data(
+            TensorData::new(kept.to_vec(), [b, TOKEN_COUNT]),
+            (&device, memory.dtype()),
+        )
+        .unsqueeze_dim::<3>(2);
         let placed = memory.gather(1, idx) * keep.clone();
         let sheet = placed + (keep.neg() + 1.0) * self.mask.val().unsqueeze_dim::<3>(0) + knowledge;
         let p = PATCHES_PER_SLOT;

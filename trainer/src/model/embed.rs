@@ -5,11 +5,13 @@
 //! sin-cos table at `row*200 + col`).
 
 use super::fused::{gelu, layer_norm};
+use crate::precision::like;
 use burn::module::Param;
 use burn::nn::{
     BatchNorm, BatchNormConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::prelude::*;
+use burn::tensor::DType;
 use eknet_shared::layout::{
     LEAD_ROWS, PATCH_SAMPLES, SLOT_COUNT, SLOT_SAMPLES, TIME_COLUMNS, TOKEN_COUNT, token_cols,
     token_rows,
@@ -61,7 +63,7 @@ pub fn shift_time<B: Backend>(x: Tensor<B, 3>, k: isize) -> Tensor<B, 3> {
     if m == 0 {
         return x;
     }
-    let zeros = Tensor::zeros([n, m, c], &x.device());
+    let zeros = Tensor::zeros([n, m, c], (&x.device(), x.dtype()));
     if k > 0 {
         Tensor::cat(vec![zeros, x.slice([0..n, 0..t - m, 0..c])], 1)
     } else {
@@ -113,10 +115,11 @@ pub fn conv3_sheet<B: Backend>(
 ) -> Tensor<B, 3> {
     let di = d as isize;
     let device = x.device();
+    let dtype = x.dtype();
     let mask = |k: isize| {
         let m = stream_mask(per_slot, k);
         let n = m.len();
-        Tensor::<B, 3>::from_data(TensorData::new(m, [1, n, 1]), &device)
+        Tensor::<B, 3>::from_data(TensorData::new(m, [1, n, 1]), (&device, dtype))
     };
     let cat = Tensor::cat(
         vec![
@@ -164,7 +167,15 @@ pub struct ConvStem<B: Backend> {
 /// A batch norm over the channels of `[n, t, c]`.
 fn channel_norm<B: Backend>(bn: Option<&BatchNorm<B>>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     match bn {
-        Some(bn) => bn.forward(x.swap_dims(1, 2)).swap_dims(1, 2),
+        // Batch norms run in f32 (their statistics are f32 under mixed precision too).
+        Some(bn) => {
+            let dtype = x.dtype();
+            like(
+                bn.forward(like(x, DType::F32).swap_dims(1, 2))
+                    .swap_dims(1, 2),
+                dtype,
+            )
+        }
         None => x,
     }
 }
@@ -307,7 +318,10 @@ impl<B: Backend> TokenEmbed<B> {
                 linear.forward(patches) // [b, 750, d]
             }
             // `new` always builds one of the two; an empty module embeds nothing.
-            (None, None) => Tensor::zeros([b, TOKEN_COUNT, self.k_lead.dims()[1]], &x.device()),
+            (None, None) => Tensor::zeros(
+                [b, TOKEN_COUNT, self.k_lead.dims()[1]],
+                (&x.device(), x.dtype()),
+            ),
         };
         let d = tokens.dims()[2];
         match (&self.merge_fc1, &self.merge_fc2, &self.sincos) {
@@ -328,7 +342,10 @@ impl<B: Backend> TokenEmbed<B> {
                     + position.unsqueeze_dim::<3>(0); // [b, 750, d]
                 fc2.forward(gelu(h))
             }
-            (_, _, Some(table)) => tokens + table.clone().unsqueeze_dim::<3>(0),
+            (_, _, Some(table)) => {
+                let dtype = tokens.dtype();
+                tokens + like(table.clone(), dtype).unsqueeze_dim::<3>(0)
+            }
             _ => tokens,
         }
     }

@@ -10,6 +10,7 @@ pub mod decoder;
 pub mod embed;
 pub mod fused;
 
+use crate::precision::like;
 use block::{Block, NormPlacement};
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -156,6 +157,13 @@ impl DropPlan {
             })
             .collect();
         DropPlan { keep }
+    }
+
+    /// The plan of samples `rows` of the batch (one device's share in data-parallel training).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> DropPlan {
+        DropPlan {
+            keep: self.keep.iter().map(|g| g[rows.clone()].to_vec()).collect(),
+        }
     }
 
     /// A `[batch, 750]` mask: 1 where a token was dropped.
@@ -321,7 +329,7 @@ impl<B: Backend> Eknet<B> {
 
     /// Runs the encoder on each token group (dropping tokens per `plan` when given) and returns the
     /// concatenated outputs; without a plan, in slot order.
-    fn encode(&self, tokens: Tensor<B, 3>, plan: Option<&DropPlan>) -> Tensor<B, 3> {
+    pub fn encode(&self, tokens: Tensor<B, 3>, plan: Option<&DropPlan>) -> Tensor<B, 3> {
         let [b, _, d] = tokens.dims();
         let device = tokens.device();
         let mut inputs = Vec::with_capacity(self.groups.len());
@@ -374,17 +382,21 @@ impl<B: Backend> Eknet<B> {
     /// The forward pass. `plan` drops tokens (training); `None` keeps all (evaluation, inference).
     pub fn forward(&self, x: Tensor<B, 3>, plan: Option<&DropPlan>) -> EknetOutput<B> {
         let b = x.dims()[0];
+        // The input in the parameters' float type (bf16 in a mixed-precision working copy).
+        let x = like(x, self.queries.val().dtype());
         // Stage 1 with the convolutional stem: a kept token's stem sees its neighbours' samples,
         // so the samples under dropped tokens are zeroed first, or rebuilding them would be a
         // copy instead of a prediction.
         let x = match plan {
             Some(p) if self.pretrain && self.embed.stem.is_some() => {
                 let keep: Vec<f32> = p.dropped_mask(b).iter().map(|m| 1.0 - m).collect();
-                let mask =
-                    Tensor::<B, 2>::from_data(TensorData::new(keep, [b, TOKEN_COUNT]), &x.device())
-                        .reshape([b, SLOT_COUNT, PATCHES_PER_SLOT, 1])
-                        .repeat_dim(3, PATCH_SAMPLES)
-                        .reshape([b, SLOT_COUNT, SLOT_SAMPLES]);
+                let mask = Tensor::<B, 2>::from_data(
+                    TensorData::new(keep, [b, TOKEN_COUNT]),
+                    (&x.device(), x.dtype()),
+                )
+                .reshape([b, SLOT_COUNT, PATCHES_PER_SLOT, 1])
+                .repeat_dim(3, PATCH_SAMPLES)
+                .reshape([b, SLOT_COUNT, SLOT_SAMPLES]);
                 x * mask
             }
             _ => x,
@@ -439,7 +451,7 @@ impl<B: Backend> Eknet<B> {
     fn reconstruct(&self, q: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, k, d] = q.dims();
         let Some(slot_head) = &self.recon_slot else {
-            return Tensor::zeros([b, SLOT_COUNT, SLOT_SAMPLES], &q.device());
+            return Tensor::zeros([b, SLOT_COUNT, SLOT_SAMPLES], (&q.device(), q.dtype()));
         };
         if !self.full_ii_head {
             return slot_head.forward(q); // one query per slot
@@ -469,7 +481,7 @@ impl<B: Backend> Eknet<B> {
     fn classify(&self, q: Tensor<B, 3>) -> Tensor<B, 3> {
         let (Some(w), Some(bias)) = (&self.class_weight, &self.class_bias) else {
             let [b, k, _] = q.dims();
-            return Tensor::zeros([b, k, 2], &q.device());
+            return Tensor::zeros([b, k, 2], (&q.device(), q.dtype()));
         };
         let per_class = q.swap_dims(0, 1).matmul(w.val()); // [K, b, D] x [K, D, 2] = [K, b, 2]
         per_class.swap_dims(0, 1) + bias.val().unsqueeze_dim::<3>(0)
