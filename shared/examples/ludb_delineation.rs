@@ -194,6 +194,10 @@ fn extra_reports(summary: &Summary, evals: &[RecordEvaluation]) {
         "qt" => Some(("QT", |e| (e.measured.qt_ms, e.reference.qt_ms))),
         _ => None,
     };
+    let top: usize = std::env::var("LUDB_TOP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     if let Some((name, get)) = interval {
         let mut rows: Vec<(f64, String)> = evals
             .iter()
@@ -218,7 +222,7 @@ fn extra_reports(summary: &Summary, evals: &[RecordEvaluation]) {
             .collect();
         rows.sort_by(|a, b| b.0.total_cmp(&a.0));
         println!("\nworst records for global {name}:");
-        for (_, r) in rows.iter().take(10) {
+        for (_, r) in rows.iter().take(top) {
             println!("{r}");
         }
         return;
@@ -249,10 +253,6 @@ fn extra_reports(summary: &Summary, evals: &[RecordEvaluation]) {
         .collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     println!("\nworst records for {}:", b.label());
-    let top: usize = std::env::var("LUDB_TOP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
     for (_, r) in rows.iter().take(top) {
         println!("{r}");
     }

@@ -19,15 +19,18 @@
 //!   proportionally higher threshold), short dips tolerated; the boundaries are mapped back to
 //!   every beat of that morphology. Other beats (ectopics) are delineated on their own. A beat
 //!   paced at its onset starts at its pacing spike ([`super::spikes`]).
-//! - T offset: per lead, the trapezium-area method of Zhang et al. (IEEE TBME 53(7), 2006) after
-//!   the T peak (the most prominent extremum after the ST segment, so a sloping ST segment is
-//!   not taken for the T wave); the global offset is the third latest over every lead with a T
-//!   wave of at least 0.03 mV (robust to one lead's noise), and beats far from the record's
-//!   median QT take the median.
+//! - T offset: per lead, where the slope after the T peak's steepest descent has fallen to a
+//!   fifth of it (Martínez et al.'s threshold rule on the 12 Hz lead; the T peak the most
+//!   prominent extremum after the ST segment, so a sloping ST segment is not taken for the T
+//!   wave); the global offset is the second latest over every lead with a T wave of at least
+//!   0.03 mV (robust to one lead's noise), and beats more than 20 ms from the record's median QT
+//!   are brought back to 20 ms from it.
 //! - P: first on the median beat of the 12 Hz leads (signal-averaged P wave, Fukunami et al.,
 //!   Circulation 83(1), 1991): the most prominent deviation from the level before the QRS in a
 //!   window after the previous T; onset where the 12 Hz envelope falls below a fraction of the
-//!   P's rising slope hump, offset where the leads come back within half the P amplitude of
+//!   P's rising slope hump, then refined lead by lead (each lead's onset where its slope falls
+//!   below 0.3 of its steepest rise, the third earliest over the leads with a P of at least
+//!   0.3 of the largest), offset where the leads come back within half the P amplitude of
 //!   that level (a level crossing on the descending limb, which the constant shift takes to
 //!   the end). That P (all leads) is then a template slid over each beat
 //!   (from 80 ms earlier to 20 ms later): a beat whose best placement correlates at 0.8 or more
@@ -98,6 +101,13 @@ pub struct DelineationParams {
     /// P offset: where the leads come back within this fraction of the P amplitude of their
     /// level before the QRS.
     pub p_off_level: f64,
+    /// Per-lead P onset on the median beat ([`per_lead_p_onset`]): leads whose P wave is at
+    /// least this fraction of the largest count ...
+    pub p_lead_min: f64,
+    /// ... each lead's onset is where its slope falls below this fraction of its steepest rise ...
+    pub p_lead_slope_frac: f64,
+    /// ... and the global onset is this earliest of them (0 the earliest).
+    pub p_lead_rank: usize,
     /// A P wave must reach this amplitude (mV, spatial magnitude) ...
     pub p_min_mv: f64,
     /// ... and this multiple of the record's resting envelope level, scaled to amplitude.
@@ -108,12 +118,17 @@ pub struct DelineationParams {
     /// lead whose T wave clears 0.03 mV counts, as the global T end is the latest over all
     /// leads, small T waves included; `t_rank` guards against one lead's noise).
     pub t_lead_min: f64,
-    /// Trapezium width after the steepest point (ms).
-    pub t_window_ms: f64,
-    /// T ends further than this from the record's median QT take the median (negative: off).
+    /// A lead's T wave ends where its descending slope falls below this fraction of its
+    /// steepest.
+    pub t_slope_frac: f64,
+    /// T ends further than this from the record's median QT are brought back to this distance
+    /// (negative: off).
     pub t_outlier_ms: f64,
     /// Shift added to every T offset (ms).
     pub t_off_shift_ms: f64,
+    /// The T end is searched up to this Bazett-corrected QT (ms) for the beat's R-R (600 or
+    /// more, for long-QT records, loses more to U waves and the next P than it gains on LUDB).
+    pub t_qtc_max_ms: f64,
 }
 
 impl Default for DelineationParams {
@@ -131,7 +146,7 @@ impl Default for DelineationParams {
             qrs_on_shift_ms: -12.0,
             qrs_off_shift_ms: 8.0,
             p_on_frac: 0.15,
-            p_on_shift_ms: 2.0,
+            p_on_shift_ms: -2.0,
             p_match_min_corr: 0.8,
             p_match_max_gain: 2.5,
             p_match_early_ms: 80.0,
@@ -141,12 +156,16 @@ impl Default for DelineationParams {
             p_off_shift_ms: 18.0,
             p_min_mv: 0.01,
             p_off_level: 0.5,
+            p_lead_min: 0.3,
+            p_lead_slope_frac: 0.3,
+            p_lead_rank: 2,
             p_snr: 1.5,
-            t_off_shift_ms: -4.0,
-            t_outlier_ms: 40.0,
-            t_rank: 2,
+            t_off_shift_ms: -2.0,
+            t_outlier_ms: 20.0,
+            t_rank: 1,
             t_lead_min: 0.0,
-            t_window_ms: 150.0,
+            t_slope_frac: 0.2,
+            t_qtc_max_ms: 560.0,
         }
     }
 }
@@ -697,8 +716,9 @@ fn t_offset(
     // QRS_OFF_LEAD_MS before the true offset.
     let (on, off) = (beat.qrs_on?, beat.qrs_off?);
     let rr = next_on.map_or(ms(rate, 1000.0), |q| q.saturating_sub(on));
-    // Search up to a generous QT for this R-R (Bazett QTc 560 ms), before the next beat's P.
-    let qt_max = ms(rate, 560.0 * (rr as f64 / rate).sqrt()).max(ms(rate, 300.0));
+    // Search up to a generous QT for this R-R (Bazett QTc `t_qtc_max_ms`), before the next
+    // beat's P.
+    let qt_max = ms(rate, params.t_qtc_max_ms * (rr as f64 / rate).sqrt()).max(ms(rate, 300.0));
     let end = (on.saturating_sub(ms(rate, QRS_ON_LAG_MS)) + qt_max)
         .min(next_on.map_or(n - 1, |q| q.saturating_sub(ms(rate, 60.0 + QRS_ON_LAG_MS))))
         .min(n - 1);
@@ -713,11 +733,15 @@ fn t_offset(
     Some(t)
 }
 
-/// Per-lead T ends by the trapezium-area method of Zhang et al. (IEEE TBME 53(7), 2006): on
-/// each lead whose T wave (largest deviation from the PR level in `start..end`) is large enough,
-/// `xm` is the steepest point after the T peak, `xr` lies `t_window_ms` later, and the T end is
-/// the `xi` in `xm..xr` maximising the area `(s(xm) - s(xi)) (2 xr - xi - xm)` (`s` the signal
-/// with the T wave's polarity). Returned latest first.
+/// Per-lead T ends by a slope threshold after the steepest descent, the single-lead rule of
+/// Martínez et al. (IEEE TBME 51(4), 2004) on the 12 Hz lead instead of the wavelet transform:
+/// on each lead whose T wave (largest deviation from the PR level in `start..end`) is large
+/// enough, `xm` is the steepest point after the T peak (`s` the signal with the T wave's
+/// polarity) and the T end the first sample after it where the descending slope has fallen
+/// below `t_slope_frac` of that at `xm` (within 250 ms). On LUDB this replaced Zhang's
+/// trapezium area (IEEE TBME 53(7), 2006), which stopped early on broad T waves with a slow
+/// tail: held-out T offset SD 25.9 -> 24.3 ms, QT SD 17.9 -> 16.6 ms together with the
+/// clipping of [`regularise_qt`] and the second latest lead. Returned latest first.
 fn per_lead_t_ends(
     p: &Prepared,
     params: &DelineationParams,
@@ -757,14 +781,12 @@ fn per_lead_t_ends(
         else {
             continue;
         };
-        let xr = (xm + ms(rate, params.t_window_ms)).min(limit);
-        let sm = s(xm);
-        let best = (xm..=xr).max_by(|&a, &b| {
-            let area = |xi: usize| (sm - s(xi)) * (2 * xr - xi - xm) as f32;
-            area(a).total_cmp(&area(b))
-        });
-        if let Some(b) = best.filter(|&b| b < xr) {
-            ends.push(b);
+        // The end: where the descending slope has fallen below `t_slope_frac` of its steepest.
+        let d = |i: usize| s(i - 1) - s(i + 1);
+        let d0 = d(xm);
+        let last = limit.min(xm + ms(rate, 250.0));
+        if let Some(e) = (xm..last).find(|&i| d(i) < params.t_slope_frac as f32 * d0) {
+            ends.push(e);
         }
     }
     ends.sort_unstable_by(|a, b| b.cmp(a));
@@ -772,7 +794,9 @@ fn per_lead_t_ends(
 }
 
 /// Beats whose QT differs from the record's median QT by more than `tol` samples (a T end
-/// caught by noise, a U wave or a notch) get the median QT instead.
+/// caught by noise, a U wave or a notch) are brought back to `tol` from it: the beat's own
+/// direction is kept (a real QT change after a short or long R-R), its size bounded. (Replacing
+/// them by the median, as before, gave held-out T offset SD 25.9 ms at 40 ms, 25.5 ms at 20.)
 fn regularise_qt(beats: &mut [Beat], tol: usize, n: usize) {
     let mut qts: Vec<usize> = beats
         .iter()
@@ -788,7 +812,11 @@ fn regularise_qt(beats: &mut [Beat], tol: usize, n: usize) {
             && t.abs_diff(on + median) > tol
             && on + median < n
         {
-            b.t_off = Some(on + median);
+            b.t_off = Some(if t > on + median {
+                (on + median + tol).min(n - 1)
+            } else {
+                (on + median).saturating_sub(tol)
+            });
         }
     }
 }
@@ -943,6 +971,7 @@ fn p_template(
     // walked against that lower floor, while its amplitude must still clear the record's.
     let floor = rest_slow / (members.len() as f32).sqrt();
     let (on, off) = p_wave(&on_median, params, &beat, prev_end, rest_slow, floor)?;
+    let on = per_lead_p_onset(&on_median.slow, params, rate, on, off, qrs_on).unwrap_or(on);
     let start = on.saturating_sub(ms(rate, 20.0));
     // Not past the P search window: the 12 Hz leads carry the QRS's upstroke before its onset,
     // which every beat would match.
@@ -961,6 +990,62 @@ fn p_template(
         on: on - start,
         off: off - start,
     })
+}
+
+/// The P onset of a median beat's 12 Hz `leads` from the leads one by one: on each lead whose P
+/// deviation (largest in `on..off` from the level just before the unshifted QRS onset `qrs_on`)
+/// is at least `p_lead_min` of the largest and 0.015 mV, the steepest rise towards that
+/// extremum (within 80 ms before it, the lead's polarity), then back to where the slope falls
+/// below `p_lead_slope_frac` of it; the global onset is the `p_lead_rank`-th earliest of those
+/// (0 the earliest), no earlier than 40 ms before the envelope's `on`. The multi-lead envelope
+/// walk stops late where the P wave begins in a few leads only or its start is shallow
+/// (a small first component); on LUDB this took the held-out P onset SD from 18.0 to 16.6 ms
+/// and the global PR SD from 13.6 to 12.0 ms (constants chosen on records 1-100).
+/// `None` where no lead qualifies.
+fn per_lead_p_onset(
+    leads: &[Vec<f32>],
+    params: &DelineationParams,
+    rate: f64,
+    on: usize,
+    off: usize,
+    qrs_on: usize,
+) -> Option<usize> {
+    let level_at = qrs_on.checked_sub(ms(rate, QRS_ON_LAG_MS + 5.0))?;
+    let lo = on.saturating_sub(ms(rate, 40.0)).max(1);
+    let peaks: Vec<(usize, f32)> = leads
+        .iter()
+        .map(|l| {
+            let lv = l[level_at];
+            let pk = (on..off.max(on + 1))
+                .filter(|&i| i < l.len())
+                .max_by(|&a, &b| (l[a] - lv).abs().total_cmp(&(l[b] - lv).abs()))
+                .unwrap_or(on);
+            (pk, l.get(pk).map_or(0.0, |v| v - lv))
+        })
+        .collect();
+    let top = peaks.iter().map(|(_, a)| a.abs()).fold(0.0, f32::max);
+    let mut onsets: Vec<usize> = Vec::new();
+    for (l, &(pk, amp)) in leads.iter().zip(&peaks) {
+        if amp.abs() < params.p_lead_min as f32 * top || amp.abs() < 0.015 || pk + 1 >= l.len() {
+            continue;
+        }
+        let sign = amp.signum();
+        let d = |i: usize| sign * (l[i + 1] - l[i - 1]);
+        let from = pk.saturating_sub(ms(rate, 80.0)).max(lo);
+        let Some(xm) = (from..pk.max(from + 1)).max_by(|&a, &b| d(a).total_cmp(&d(b))) else {
+            continue;
+        };
+        let thr = params.p_lead_slope_frac as f32 * d(xm);
+        let mut i = xm;
+        while i > lo && d(i) >= thr {
+            i -= 1;
+        }
+        onsets.push(i);
+    }
+    onsets.sort_unstable();
+    onsets
+        .get(params.p_lead_rank.min(onsets.len().checked_sub(1)?))
+        .copied()
 }
 
 /// Correlation (all leads, each lead's mean removed) and gain of `x[s..]` on the template.
