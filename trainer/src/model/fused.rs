@@ -270,15 +270,17 @@ fn attention_sample_grad(
     let blocks = lk.div_ceil(KEYS);
     let mut kb = vec![0f32; blocks * dh * KEYS];
     let mut vb = vec![0f32; blocks * dh * KEYS];
-    let mut kt = vec![0f32; dh * lk];
     let mut dkt = vec![0f32; dh * lk];
     let mut dvt = vec![0f32; dh * lk];
     let mut scores = vec![0f32; blocks * KEYS];
     let mut dps = vec![0f32; blocks * KEYS];
-    let mut p = vec![0f32; lk];
-    let mut ds = vec![0f32; lk];
-    let mut qh = vec![0f32; dh];
-    let mut gh = vec![0f32; dh];
+    // Four query rows at a time: their softmax rows `p` and score gradients `ds` (zero for rows
+    // past the end), so each pass over dK and dV adds four rows' terms.
+    let mut p = vec![0f32; ROWS * lk];
+    let mut ds = vec![0f32; ROWS * lk];
+    let mut qh = vec![[0f32; ROWS]; dh];
+    let mut gh = vec![[0f32; ROWS]; dh];
+    let (mut qrow_h, mut grow_h) = (vec![0f32; dh], vec![0f32; dh]);
     for h in 0..heads {
         let col = h * dh;
         for (j, (kr, vr)) in k.chunks_exact(d).zip(v.chunks_exact(d)).enumerate() {
@@ -286,7 +288,6 @@ fn attention_sample_grad(
             for c in 0..dh {
                 kb[(blk * dh + c) * KEYS + lane] = kr[col + c];
                 vb[(blk * dh + c) * KEYS + lane] = vr[col + c];
-                kt[c * lk + j] = kr[col + c];
             }
         }
         dkt.fill(0.0);
@@ -294,55 +295,88 @@ fn attention_sample_grad(
         vectorised(
             #[inline(always)]
             || {
-                for ((dqrow, qrow), grow) in dq
-                    .chunks_exact_mut(d)
-                    .zip(q.chunks_exact(d))
-                    .zip(g.chunks_exact(d))
+                for ((dqrows, qrows), grows) in dq
+                    .chunks_mut(ROWS * d)
+                    .zip(q.chunks(ROWS * d))
+                    .zip(g.chunks(ROWS * d))
                 {
-                    qh.copy_from_slice(&qrow[col..col + dh]);
-                    gh.copy_from_slice(&grow[col..col + dh]);
-                    // Scores and dp together, KEYS keys at a time.
-                    for (((sblk, dblk), kblk), vblk) in scores
-                        .chunks_exact_mut(KEYS)
-                        .zip(dps.chunks_exact_mut(KEYS))
-                        .zip(kb.chunks_exact(dh * KEYS))
-                        .zip(vb.chunks_exact(dh * KEYS))
+                    p.fill(0.0);
+                    ds.fill(0.0);
+                    for c in 0..dh {
+                        qh[c] = [0.0; ROWS];
+                        gh[c] = [0.0; ROWS];
+                    }
+                    for (t, ((dqrow, qrow), grow)) in dqrows
+                        .chunks_exact_mut(d)
+                        .zip(qrows.chunks_exact(d))
+                        .zip(grows.chunks_exact(d))
+                        .enumerate()
                     {
-                        let mut sacc = [0f32; KEYS];
-                        let mut dacc = [0f32; KEYS];
-                        for (((&qc, &gc), kc), vc) in qh
-                            .iter()
-                            .zip(&gh)
-                            .zip(kblk.as_chunks::<KEYS>().0)
-                            .zip(vblk.as_chunks::<KEYS>().0)
-                        {
-                            for i in 0..KEYS {
-                                sacc[i] = qc.mul_add(kc[i], sacc[i]);
-                                dacc[i] = gc.mul_add(vc[i], dacc[i]);
-                            }
+                        qrow_h.copy_from_slice(&qrow[col..col + dh]);
+                        grow_h.copy_from_slice(&grow[col..col + dh]);
+                        for c in 0..dh {
+                            qh[c][t] = qrow_h[c];
+                            gh[c][t] = grow_h[c];
                         }
-                        sblk.copy_from_slice(&sacc);
-                        dblk.copy_from_slice(&dacc);
+                        // Scores and dp together, KEYS keys at a time.
+                        for (((sblk, dblk), kblk), vblk) in scores
+                            .chunks_exact_mut(KEYS)
+                            .zip(dps.chunks_exact_mut(KEYS))
+                            .zip(kb.chunks_exact(dh * KEYS))
+                            .zip(vb.chunks_exact(dh * KEYS))
+                        {
+                            let mut sacc = [0f32; KEYS];
+                            let mut dacc = [0f32; KEYS];
+                            for (((&qc, &gc), kc), vc) in qrow_h
+                                .iter()
+                                .zip(&grow_h)
+                                .zip(kblk.as_chunks::<KEYS>().0)
+                                .zip(vblk.as_chunks::<KEYS>().0)
+                            {
+                                for i in 0..KEYS {
+                                    sacc[i] = qc.mul_add(kc[i], sacc[i]);
+                                    dacc[i] = gc.mul_add(vc[i], dacc[i]);
+                                }
+                            }
+                            sblk.copy_from_slice(&sacc);
+                            dblk.copy_from_slice(&dacc);
+                        }
+                        let pt = &mut p[t * lk..(t + 1) * lk];
+                        softmax_row(&scores[..lk], pt);
+                        let pd = dot(pt, &dps[..lk]);
+                        let dst = &mut ds[t * lk..(t + 1) * lk];
+                        for ((s, &pj), &dp) in dst.iter_mut().zip(pt.iter()).zip(&dps[..lk]) {
+                            *s = pj * (dp - pd);
+                        }
+                        weighted_rows(dst, k, d, col, &mut dqrow[col..col + dh]);
                     }
-                    softmax_row(&scores[..lk], &mut p);
-                    let pd = dot(&p, &dps[..lk]);
-                    for ((s, &pj), &dp) in ds.iter_mut().zip(&p).zip(&dps[..lk]) {
-                        *s = pj * (dp - pd);
-                    }
-                    for (o, ktr) in dqrow[col..col + dh].iter_mut().zip(kt.chunks_exact(lk)) {
-                        *o = dot(&ds, ktr);
-                    }
+                    let (p0, p123) = p.split_at(lk);
+                    let (p1, p23) = p123.split_at(lk);
+                    let (p2, p3) = p23.split_at(lk);
+                    let (s0, s123) = ds.split_at(lk);
+                    let (s1, s23) = s123.split_at(lk);
+                    let (s2, s3) = s23.split_at(lk);
                     for (c, (dkr, dvr)) in dkt
                         .chunks_exact_mut(lk)
                         .zip(dvt.chunks_exact_mut(lk))
                         .enumerate()
                     {
                         let (qc, gc) = (qh[c], gh[c]);
-                        for (((a, b), &s), &pj) in
-                            dkr.iter_mut().zip(dvr.iter_mut()).zip(&ds).zip(&p)
-                        {
-                            *a = qc.mul_add(s, *a);
-                            *b = gc.mul_add(pj, *b);
+                        for j in 0..lk {
+                            dkr[j] = qc[3].mul_add(
+                                s3[j],
+                                qc[2].mul_add(
+                                    s2[j],
+                                    qc[1].mul_add(s1[j], qc[0].mul_add(s0[j], dkr[j])),
+                                ),
+                            );
+                            dvr[j] = gc[3].mul_add(
+                                p3[j],
+                                gc[2].mul_add(
+                                    p2[j],
+                                    gc[1].mul_add(p1[j], gc[0].mul_add(p0[j], dvr[j])),
+                                ),
+                            );
                         }
                     }
                 }
@@ -363,6 +397,10 @@ fn attention_sample_grad(
 
 /// Keys per block of the score kernel (one vector register).
 const KEYS: usize = 16;
+
+/// Query rows whose terms one pass over the key and value gradients adds (attention backward;
+/// the pass is written out for four).
+const ROWS: usize = 4;
 
 fn attention_forward(
     q: &FlexTensor,
