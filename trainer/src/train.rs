@@ -541,6 +541,13 @@ pub fn train_on<B: AutodiffBackend>(
     let groups = token_groups(mcfg.lead_split);
     let ratio = cfg.input.mask_ratio;
     let pos_weight = class_weights(&splits.train, o.class_weighting);
+    let step = Step {
+        stage,
+        cfg,
+        pos_weight: &pos_weight,
+        precision: opts.precision,
+        ids: (&decay_ids, &plain_ids),
+    };
     let end = match opts.stop_after {
         Some(n) => (state.epochs_done + n).min(o.num_epochs),
         None => o.num_epochs,
@@ -566,25 +573,14 @@ pub fn train_on<B: AutodiffBackend>(
             );
             let b = chunk.len();
             let plan = DropPlan::draw(&groups, b, ratio, &mut rng);
-            let ids = (decay_ids.as_slice(), plain_ids.as_slice());
             let (value, g_decay, g_plain) = if devices.len() == 1 {
                 let x = to_tensor::<B>(std::mem::take(&mut hb.x), b, device);
                 let loss = match opts.precision {
-                    Precision::F32 => step_loss(&model, stage, cfg, x, &hb, &pos_weight, &plan),
-                    p => {
-                        let work = working_copy(&model, p);
-                        step_loss(&work, stage, cfg, x, &hb, &pos_weight, &plan)
-                    }
+                    Precision::F32 => step.loss(&model, x, &hb, &plan),
+                    p => step.loss(&working_copy(&model, p), x, &hb, &plan),
                 };
-                share_gradients(&model, loss, ids)
+                share_gradients(&model, loss, step.ids)
             } else {
-                let step = Step {
-                    stage,
-                    cfg,
-                    pos_weight: &pos_weight,
-                    precision: opts.precision,
-                    ids,
-                };
                 data_parallel_gradients(&model, devices, &step, &hb, &plan)?
             };
             if !value.is_finite() {
@@ -667,22 +663,6 @@ pub fn train_on<B: AutodiffBackend>(
     })
 }
 
-/// A training step's loss on a batch `x` with labels `hb.y`/`hb.known` and token drop `plan`.
-fn step_loss<B: AutodiffBackend>(
-    model: &Eknet<B>,
-    stage: Stage,
-    cfg: &StageConfig,
-    x: Tensor<B, 3>,
-    hb: &HostBatch,
-    pos_weight: &[f32],
-    plan: &DropPlan,
-) -> Tensor<B, 1> {
-    match stage {
-        Stage::Pretrain => pretrain_loss(model, x, plan, cfg.model.loss_on).0,
-        Stage::Classify => classify_loss(model, x, &hb.y, &hb.known, pos_weight, Some(plan)).0,
-    }
-}
-
 /// The loss's value and its gradients, split into the decayed and the plain parameters.
 fn share_gradients<B: AutodiffBackend>(
     model: &Eknet<B>,
@@ -753,6 +733,24 @@ struct Step<'a> {
     ids: (&'a [ParamId], &'a [ParamId]),
 }
 
+impl Step<'_> {
+    /// The loss of `model` on a batch `x` with labels `hb.y`/`hb.known` and token drop `plan`.
+    fn loss<B: AutodiffBackend>(
+        &self,
+        model: &Eknet<B>,
+        x: Tensor<B, 3>,
+        hb: &HostBatch,
+        plan: &DropPlan,
+    ) -> Tensor<B, 1> {
+        match self.stage {
+            Stage::Pretrain => pretrain_loss(model, x, plan, self.cfg.model.loss_on).0,
+            Stage::Classify => {
+                classify_loss(model, x, &hb.y, &hb.known, self.pos_weight, Some(plan)).0
+            }
+        }
+    }
+}
+
 /// One data-parallel step's loss value and summed gradients (on the first device): see
 /// [`train_on`].
 fn data_parallel_gradients<B: AutodiffBackend>(
@@ -762,17 +760,10 @@ fn data_parallel_gradients<B: AutodiffBackend>(
     hb: &HostBatch,
     plan: &DropPlan,
 ) -> Result<(f64, GradientsParams, GradientsParams)> {
-    let Step {
-        stage,
-        cfg,
-        pos_weight,
-        precision,
-        ids,
-    } = *step;
     let b = hb.x.len() / WINDOW_VALUES;
-    let k = pos_weight.len();
+    let k = step.pos_weight.len();
     let shares = split_rows(b, devices.len());
-    let factors = share_factors(stage, cfg, hb, pos_weight, plan, b, &shares);
+    let factors = share_factors(step.stage, step.cfg, hb, step.pos_weight, plan, b, &shares);
     let results = std::thread::scope(|scope| {
         let workers: Vec<_> = shares
             .iter()
@@ -791,10 +782,9 @@ fn data_parallel_gradients<B: AutodiffBackend>(
                 scope.spawn(move || {
                     let mut share = share;
                     let x = to_tensor::<B>(std::mem::take(&mut share.x), rows.len(), dev);
-                    let work = working_copy(&replica, precision);
-                    let loss = step_loss(&work, stage, cfg, x, &share, pos_weight, &share_plan)
-                        .mul_scalar(factor);
-                    share_gradients(&replica, loss, ids)
+                    let work = working_copy(&replica, step.precision);
+                    let loss = step.loss(&work, x, &share, &share_plan).mul_scalar(factor);
+                    share_gradients(&replica, loss, step.ids)
                 })
             })
             .collect();
