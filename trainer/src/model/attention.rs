@@ -2,6 +2,7 @@
 //! so the hand-written ONNX graph can mirror it op for op, and so the weights come back.
 
 use super::fused::{attention, softmax_last};
+use super::linear::linear;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
@@ -47,9 +48,9 @@ impl<B: Backend> Attention<B> {
         let dh = d / h;
         // The 1/sqrt(dh) scale on the queries ([b, lq, d]) rather than on the scores
         // ([b, h, lq, lk], several times larger): the same product, fewer multiplications.
-        let q = self.query.forward(q).mul_scalar(1.0 / (dh as f64).sqrt());
-        let k = self.key.forward(kv.clone());
-        let v = self.value.forward(kv);
+        let q = linear(&self.query, q).mul_scalar(1.0 / (dh as f64).sqrt());
+        let k = linear(&self.key, kv.clone());
+        let v = linear(&self.value, kv);
         let (ctx, w) = if want_weights {
             let split = |x: Tensor<B, 3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2); // [b, h, l, dh]
             let weights = softmax_last(split(q, lq).matmul(split(k, lk).swap_dims(2, 3))); // [b, h, lq, lk]
@@ -62,6 +63,6 @@ impl<B: Backend> Attention<B> {
         } else {
             (attention(q, k, v, h), None) // [b, lq, d]
         };
-        (self.output.forward(ctx), w)
+        (linear(&self.output, ctx), w)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::attention::Attention;
 use super::fused::{gelu, layer_norm};
+use super::linear::linear;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
@@ -56,7 +57,7 @@ impl<B: Backend> Block<B> {
     }
 
     fn mlp(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
+        linear(&self.fc2, gelu(linear(&self.fc1, x)))
     }
 
     /// Self-attention when `kv` is `None`, else cross-attention of `x` over `kv`. Returns the new

@@ -12,6 +12,7 @@ use super::block::{Block, NormPlacement};
 use super::embed::conv3;
 use super::fused::gelu;
 use super::ints;
+use super::linear::linear;
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -135,7 +136,7 @@ impl<B: Backend> TokenDecoder<B> {
         let h = h
             .select(1, ints(&column_unorder(), &device))
             .reshape([b, TOKEN_COUNT, d]);
-        self.out.forward(h).reshape([b, SLOT_COUNT, SLOT_SAMPLES])
+        linear(&self.out, h).reshape([b, SLOT_COUNT, SLOT_SAMPLES])
     }
 }
 

@@ -5,6 +5,7 @@
 //! sin-cos table at `row*200 + col`).
 
 use super::fused::{gelu, layer_norm};
+use super::linear::linear;
 use crate::precision::like;
 use burn::module::Param;
 use burn::nn::{
@@ -80,7 +81,7 @@ pub fn conv3<B: Backend>(x: Tensor<B, 3>, d: usize, layer: &Linear<B>) -> Tensor
         vec![shift_time(x.clone(), di), x.clone(), shift_time(x, -di)],
         2,
     );
-    layer.forward(cat)
+    linear(layer, cat)
 }
 
 /// The signal each slot belongs to: the four lead II slots are one continuous 10 s rhythm strip;
@@ -129,7 +130,7 @@ pub fn conv3_sheet<B: Backend>(
         ],
         2,
     );
-    layer.forward(cat)
+    linear(layer, cat)
 }
 
 /// The convolutional token stem. Every layer is a 1-D convolution written as a matrix product over
@@ -222,7 +223,7 @@ impl<B: Backend> ConvStem<B> {
         let c = h.dims()[2];
         let tokens = subs / STEM_SUBS_PER_TOKEN;
         let h = h.reshape([b, slots * tokens, STEM_SUBS_PER_TOKEN * c]);
-        let mut h = bn(2, self.to_token.forward(h)); // [b, 750, D]
+        let mut h = bn(2, linear(&self.to_token, h)); // [b, 750, D]
         for (i, block) in self.blocks.iter().enumerate() {
             h = h.clone() + bn(3 + i, conv3_sheet(gelu(h), 1 << i, block, tokens));
         }
@@ -309,13 +310,13 @@ impl<B: Backend> TokenEmbed<B> {
         let [b, _, _] = x.dims();
         let tokens = match (&self.stem, &self.patch_embed) {
             (Some(stem), _) => stem.forward(x),
-            (None, Some(linear)) => {
+            (None, Some(layer)) => {
                 let patches = x.reshape([
                     b,
                     SLOT_COUNT * (SLOT_SAMPLES / PATCH_SAMPLES),
                     PATCH_SAMPLES,
                 ]); // [b, 750, 25]
-                linear.forward(patches) // [b, 750, d]
+                linear(layer, patches) // [b, 750, d]
             }
             // `new` always builds one of the two; an empty module embeds nothing.
             (None, None) => Tensor::zeros(
@@ -340,7 +341,7 @@ impl<B: Backend> TokenEmbed<B> {
                 }
                 let h = tokens.matmul(w.slice([0..d, 0..d]).unsqueeze_dim::<3>(0))
                     + position.unsqueeze_dim::<3>(0); // [b, 750, d]
-                fc2.forward(gelu(h))
+                linear(fc2, gelu(h))
             }
             (_, _, Some(table)) => {
                 let dtype = tokens.dtype();

@@ -9,6 +9,7 @@ pub mod block;
 pub mod decoder;
 pub mod embed;
 pub mod fused;
+pub mod linear;
 
 use crate::precision::like;
 use block::{Block, NormPlacement};
@@ -24,6 +25,7 @@ use eknet_shared::layout::{
 };
 use embed::TokenEmbed;
 use fused::gelu;
+use linear::linear;
 
 /// Which stage a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,13 +456,13 @@ impl<B: Backend> Eknet<B> {
             return Tensor::zeros([b, SLOT_COUNT, SLOT_SAMPLES], (&q.device(), q.dtype()));
         };
         if !self.full_ii_head {
-            return slot_head.forward(q); // one query per slot
+            return linear(slot_head, q); // one query per slot
         }
-        let per_lead = slot_head.forward(q.clone()); // [b, 12, 1250]
+        let per_lead = linear(slot_head, q.clone()); // [b, 12, 1250]
         let ii = q.slice([0..b, 1..2, 0..d]).reshape([b, d]);
         let mut h = ii;
         for (i, layer) in self.recon_ii.iter().enumerate() {
-            h = layer.forward(h);
+            h = linear(layer, h);
             if i + 1 < self.recon_ii.len() {
                 h = gelu(h);
             }
