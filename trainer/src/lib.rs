@@ -7,8 +7,10 @@
 //! - [`baseline`]: a plain 1-D CNN trained on the same split and recipe, for comparison.
 //! - [`export`]: the hand-written ONNX graphs (f32, int8), calibration, the model bundle, `verify`.
 //! - [`precision`]: mixed-precision training (f32 master, bf16 working copy).
+//! - [`adamw`]: AdamW fused into one pass per parameter on the CPU backend.
 //! - [`bench`], [`device`], [`checkpoint`], [`rng`]: throughput, backends, checkpoints, seeds.
 
+pub mod adamw;
 pub mod baseline;
 pub mod bench;
 pub mod checkpoint;

@@ -4,6 +4,7 @@
 //! epochs (stage 1: MSE and R^2 on held-out records; stage 2: loss and macro AUC over the labels
 //! each record's source states), resume from the last checkpoint, the seed's epoch lines.
 
+use crate::adamw::AdamWSettings;
 use crate::checkpoint::{self, CopyReport, EpochLog, TrainState, recorder};
 use crate::data::augment::augment;
 use crate::data::cache::{RecordCache, WINDOW_VALUES, layout_3x4};
@@ -14,7 +15,7 @@ use crate::precision::{Precision, like, working_copy};
 use crate::rng::Rng;
 use anyhow::{Context, Result, bail};
 use burn::module::{AutodiffModule, Module, ParamId};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::Recorder;
 use burn::tensor::DType;
@@ -462,12 +463,13 @@ pub fn train_on<B: AutodiffBackend>(
         Stage::Classify => ((0.9, 0.999), 0.0),
     };
     let adam = |decay: f32| {
-        AdamWConfig::new()
-            .with_beta_1(betas.0)
-            .with_beta_2(betas.1)
-            .with_epsilon(1e-8)
-            .with_weight_decay(decay)
-            .init::<B, Eknet<B>>()
+        AdamWSettings {
+            beta_1: betas.0,
+            beta_2: betas.1,
+            epsilon: 1e-8,
+            weight_decay: decay,
+        }
+        .init::<B, Eknet<B>>()
     };
     let mut opt_decay = adam(wd);
     let mut opt_plain = adam(0.0);

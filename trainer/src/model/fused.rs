@@ -36,12 +36,12 @@ use rayon::prelude::*;
 use std::any::Any;
 
 /// Elements per parallel task of the elementwise kernels.
-pub(super) const CHUNK: usize = 1 << 15;
+pub(crate) const CHUNK: usize = 1 << 15;
 
-pub(super) type TrainCpu = Autodiff<Flex>;
+pub(crate) type TrainCpu = Autodiff<Flex>;
 
 /// Moves `x` into type `U` when `T` is `U`; gives it back otherwise.
-pub(super) fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
+pub(crate) fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
     let mut slot = Some(x);
     if let Some(u) = (&mut slot as &mut dyn Any)
         .downcast_mut::<Option<U>>()
@@ -57,7 +57,7 @@ pub(super) fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
 }
 
 /// Moves `x` into `U` where a [`cast`] of the same backend already succeeded, so `T` is `U`.
-pub(super) fn same<T: 'static, U: 'static>(x: T) -> U {
+pub(crate) fn same<T: 'static, U: 'static>(x: T) -> U {
     match cast::<T, U>(x) {
         Ok(u) => u,
         Err(_) => unreachable!("the backend was cast before: T is U"),
@@ -830,11 +830,11 @@ fn layer_norm_grad(
 }
 
 /// The f32 values of a flex tensor in row-major order (`None` for other element types).
-pub(super) fn values(t: &FlexTensor) -> Option<(FlexTensor, burn::tensor::Shape)> {
+pub(crate) fn values(t: &FlexTensor) -> Option<(FlexTensor, burn::tensor::Shape)> {
     (t.dtype() == DType::F32).then(|| (t.to_contiguous(), t.shape()))
 }
 
-pub(super) fn from_vec(v: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
+pub(crate) fn from_vec(v: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
 
@@ -1058,7 +1058,7 @@ impl<R, F: FnOnce() -> R> pulp::WithSimd for Vectorised<F> {
 }
 
 #[inline(always)]
-fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(Vectorised(f))
 }
 
