@@ -313,11 +313,12 @@ impl pulp::WithSimd for SampleGrad<'_> {
             d,
             heads,
         } = self;
-        let lanes = S::F32_LANES;
-        let dh = d / heads;
-        let lk = k.len() / d;
-        let blocks = lk.div_ceil(lanes);
-        let chunks = dh.div_ceil(lanes);
+        let HeadDims {
+            dh,
+            lk,
+            blocks,
+            chunks,
+        } = HeadDims::new::<S>(d, heads, k.len());
         let zero = simd.splat_f32s(0.0);
         let mut kb = vec![zero; blocks * dh];
         let mut vb = vec![zero; blocks * dh];
@@ -352,33 +353,22 @@ impl pulp::WithSimd for SampleGrad<'_> {
                 }
                 gather_rows(qrows, d, col, &mut qh);
                 gather_rows(grows, d, col, &mut gh);
-                score_rows(simd, &qh, &kb, &mut scores); // q_t . k_j
+                softmax_group(simd, &qh, &kb, &mut scores, &mut p, rows);
                 score_rows(simd, &gh, &vb, &mut dps); // dp_j = g_t . v_j
-                let (sf, df): (&[f32], &[f32]) = (
-                    pulp::bytemuck::cast_slice(&scores),
-                    pulp::bytemuck::cast_slice(&dps),
-                );
-                for (((pt, dst), st), dpt) in p
+                let df: &[f32] = pulp::bytemuck::cast_slice(&dps);
+                for ((dst, pt), dpt) in ds
                     .chunks_exact_mut(lk)
-                    .zip(ds.chunks_exact_mut(lk))
-                    .zip(sf.chunks_exact(blocks * lanes))
-                    .zip(df.chunks_exact(blocks * lanes))
+                    .zip(p.chunks_exact(lk))
+                    .zip(df.chunks_exact(df.len() / ROWS))
                     .take(rows)
                 {
-                    softmax_row(&st[..lk], pt);
                     let pd = dot(pt, &dpt[..lk]);
-                    for ((s, &pj), &dp) in dst.iter_mut().zip(pt.iter()).zip(&dpt[..lk]) {
+                    for ((s, &pj), &dp) in dst.iter_mut().zip(pt).zip(&dpt[..lk]) {
                         *s = pj * (dp - pd);
                     }
                 }
                 weighted_rows(simd, &ds, &kp, &mut dqh); // dq_t = ds_t K
-                let dqf: &[f32] = pulp::bytemuck::cast_slice(&dqh);
-                for (dqrow, dqt) in dqrows
-                    .chunks_exact_mut(d)
-                    .zip(dqf.chunks_exact(chunks * lanes))
-                {
-                    dqrow[col..col + dh].copy_from_slice(&dqt[..dh]);
-                }
+                put_rows::<S>(&dqh, dqrows, d, col, dh);
                 let (p0, p123) = p.split_at(lk);
                 let (p1, p23) = p123.split_at(lk);
                 let (p2, p3) = p23.split_at(lk);
@@ -483,11 +473,12 @@ impl pulp::WithSimd for Sample<'_> {
             d,
             heads,
         } = self;
-        let lanes = S::F32_LANES;
-        let dh = d / heads;
-        let lk = k.len() / d;
-        let blocks = lk.div_ceil(lanes);
-        let chunks = dh.div_ceil(lanes);
+        let HeadDims {
+            dh,
+            lk,
+            blocks,
+            chunks,
+        } = HeadDims::new::<S>(d, heads, k.len());
         let zero = simd.splat_f32s(0.0);
         let mut kb = vec![zero; blocks * dh];
         let mut vp = vec![zero; chunks * lk];
@@ -502,25 +493,69 @@ impl pulp::WithSimd for Sample<'_> {
             for (orows, qrows) in out.chunks_mut(ROWS * d).zip(q.chunks(ROWS * d)) {
                 let rows = qrows.len() / d;
                 gather_rows(qrows, d, col, &mut qh);
-                score_rows(simd, &qh, &kb, &mut scores);
-                let sf: &[f32] = pulp::bytemuck::cast_slice(&scores);
-                for (pt, st) in p
-                    .chunks_exact_mut(lk)
-                    .zip(sf.chunks_exact(blocks * lanes))
-                    .take(rows)
-                {
-                    softmax_row(&st[..lk], pt);
-                }
+                softmax_group(simd, &qh, &kb, &mut scores, &mut p, rows);
                 weighted_rows(simd, &p, &vp, &mut o);
-                let of: &[f32] = pulp::bytemuck::cast_slice(&o);
-                for (orow, ot) in orows
-                    .chunks_exact_mut(d)
-                    .zip(of.chunks_exact(chunks * lanes))
-                {
-                    orow[col..col + dh].copy_from_slice(&ot[..dh]);
-                }
+                put_rows::<S>(&o, orows, d, col, dh);
             }
         }
+    }
+}
+
+/// One head's sizes in the attention kernels: its width, the keys, the key blocks of `lanes`
+/// keys and the column chunks of `lanes` columns.
+struct HeadDims {
+    dh: usize,
+    lk: usize,
+    blocks: usize,
+    chunks: usize,
+}
+
+impl HeadDims {
+    /// For width `d` split over `heads`, keys `k_len / d`, vectors of `S`'s width.
+    fn new<S: pulp::Simd>(d: usize, heads: usize, k_len: usize) -> HeadDims {
+        let (dh, lk) = (d / heads, k_len / d);
+        HeadDims {
+            dh,
+            lk,
+            blocks: lk.div_ceil(S::F32_LANES),
+            chunks: dh.div_ceil(S::F32_LANES),
+        }
+    }
+}
+
+/// The softmax over the keys of the first `rows` of a group of [`ROWS`] query rows (`qh` as
+/// for [`score_rows`]) into `p` (`[ROWS, lk]`), through the score vectors `scores`.
+#[inline(always)]
+fn softmax_group<S: pulp::Simd>(
+    simd: S,
+    qh: &[[f32; ROWS]],
+    kb: &[S::f32s],
+    scores: &mut [S::f32s],
+    p: &mut [f32],
+    rows: usize,
+) {
+    score_rows(simd, qh, kb, scores);
+    let sf: &[f32] = pulp::bytemuck::cast_slice(scores);
+    let lk = p.len() / ROWS;
+    for (pt, st) in p
+        .chunks_exact_mut(lk)
+        .zip(sf.chunks_exact(sf.len() / ROWS))
+        .take(rows)
+    {
+        softmax_row(&st[..lk], pt);
+    }
+}
+
+/// Writes row `t` of `src` (`[ROWS, chunks]` vectors, `dh` columns used) into columns
+/// `col..col + dh` of row `t` of `dst` (`[n, d]`, `n <= ROWS`).
+#[inline(always)]
+fn put_rows<S: pulp::Simd>(src: &[S::f32s], dst: &mut [f32], d: usize, col: usize, dh: usize) {
+    let flat: &[f32] = pulp::bytemuck::cast_slice(src);
+    for (row, st) in dst
+        .chunks_exact_mut(d)
+        .zip(flat.chunks_exact(flat.len() / ROWS))
+    {
+        row[col..col + dh].copy_from_slice(&st[..dh]);
     }
 }
 
