@@ -205,3 +205,38 @@ fn the_token_decoder_predicts_dropped_samples_without_seeing_them() {
         "kept token {k} ignored"
     );
 }
+
+/// Training embeds only the tokens the drop keeps (per-token embeddings): the encoder's output
+/// is the one of embedding all 750 tokens and gathering, for both merging variants, with and
+/// without the lead-group split (three groups side by side, or one).
+#[test]
+fn embedding_only_the_kept_tokens_changes_nothing() {
+    let dev = Default::default();
+    for merging in [PosMerging::ConcatMlp, PosMerging::AddSincos] {
+        for split in [true, false] {
+            let cfg = tiny(
+                Stage::Classify,
+                merging,
+                NormPlacement::ResPost,
+                split,
+                true,
+            );
+            let m = Eknet::<B>::new(&cfg, &dev);
+            let x = input(3);
+            let plan = DropPlan::draw(&token_groups(split), 3, 0.65, &mut Rng::new(5));
+            let all = m.encode(m.embed.forward(x.clone()), Some(&plan));
+            let kept = m.encode_kept(m.embed.forward_at(x, Some(plan.index::<B>(3, &dev))), &plan);
+            assert_eq!(all.dims(), kept.dims());
+            let (a, k): (Vec<f32>, Vec<f32>) = (
+                all.into_data().to_vec().unwrap(),
+                kept.into_data().to_vec().unwrap(),
+            );
+            let worst = a
+                .iter()
+                .zip(&k)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{merging:?}, split {split}: {worst}");
+        }
+    }
+}

@@ -307,16 +307,42 @@ impl<B: Backend> TokenEmbed<B> {
 
     /// `[batch, 15, 1250]` millivolts to `[batch, 750, D]` tokens carrying their position.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_at(x, None)
+    }
+
+    /// Whether each token's embedding depends only on its own patch and position (the linear
+    /// patch embedding), so the embedding of some tokens is those rows of [`forward`]'s.
+    pub fn per_token(&self) -> bool {
+        self.stem.is_none()
+    }
+
+    /// [`forward`], or with `index` (`[batch, k]` token numbers, [`per_token`] embeddings only)
+    /// the `[batch, k, D]` embeddings of those tokens alone: the same rows, without computing
+    /// (and differentiating) the others. Training embeds only the tokens the drop keeps.
+    pub fn forward_at(&self, x: Tensor<B, 3>, index: Option<Tensor<B, 2, Int>>) -> Tensor<B, 3> {
         let [b, _, _] = x.dims();
+        let pick = |t: Tensor<B, 3>, index: &Option<Tensor<B, 2, Int>>| match index {
+            Some(idx) => {
+                let [rows, k] = idx.dims();
+                let [tb, n, w] = t.dims();
+                let t = if tb == rows {
+                    t
+                } else {
+                    t.expand([rows, n, w])
+                };
+                t.gather(1, idx.clone().unsqueeze_dim::<3>(2).expand([rows, k, w]))
+            }
+            None => t,
+        };
         let tokens = match (&self.stem, &self.patch_embed) {
-            (Some(stem), _) => stem.forward(x),
+            (Some(stem), _) => pick(stem.forward(x), &index),
             (None, Some(layer)) => {
                 let patches = x.reshape([
                     b,
                     SLOT_COUNT * (SLOT_SAMPLES / PATCH_SAMPLES),
                     PATCH_SAMPLES,
                 ]); // [b, 750, 25]
-                linear(layer, patches) // [b, 750, d]
+                linear(layer, pick(patches, &index)) // [b, 750 or k, d]
             }
             // `new` always builds one of the two; an empty module embeds nothing.
             (None, None) => Tensor::zeros(
@@ -340,12 +366,12 @@ impl<B: Backend> TokenEmbed<B> {
                     position = position + bias.val().unsqueeze_dim::<2>(0);
                 }
                 let h = tokens.matmul(w.slice([0..d, 0..d]).unsqueeze_dim::<3>(0))
-                    + position.unsqueeze_dim::<3>(0); // [b, 750, d]
+                    + pick(position.unsqueeze_dim::<3>(0), &index); // [b, 750 or k, d]
                 linear(fc2, gelu(h))
             }
             (_, _, Some(table)) => {
                 let dtype = tokens.dtype();
-                tokens + like(table.clone(), dtype).unsqueeze_dim::<3>(0)
+                tokens + pick(like(table.clone(), dtype).unsqueeze_dim::<3>(0), &index)
             }
             _ => tokens,
         }

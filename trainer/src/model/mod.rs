@@ -136,6 +136,22 @@ pub struct DropPlan {
 }
 
 impl DropPlan {
+    /// Every group's kept tokens side by side per sample, `[batch, kept]`, in group order.
+    pub fn index<B: Backend>(&self, batch: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+        let per_row: usize = self
+            .keep
+            .iter()
+            .map(|g| g.first().map_or(0, Vec::len))
+            .sum();
+        let mut idx = Vec::with_capacity(batch * per_row);
+        for row in 0..batch {
+            for g in &self.keep {
+                idx.extend(g[row].iter().map(|&t| t as i64));
+            }
+        }
+        Tensor::from_data(TensorData::new(idx, [batch, per_row]), device)
+    }
+
     /// Each sample keeps a random `floor(n * (1 - ratio))` of each group's `n` tokens.
     pub fn draw(
         groups: &[Vec<usize>],
@@ -332,11 +348,34 @@ impl<B: Backend> Eknet<B> {
     /// Runs the encoder on each token group (dropping tokens per `plan` when given) and returns the
     /// concatenated outputs; without a plan, in slot order.
     pub fn encode(&self, tokens: Tensor<B, 3>, plan: Option<&DropPlan>) -> Tensor<B, 3> {
+        self.encode_from(tokens, plan, false)
+    }
+
+    /// [`encode`](Self::encode) of tokens embedded only where `plan` keeps them: `tokens`
+    /// `[b, kept, d]`, the groups' side by side as [`DropPlan::index`] lists them.
+    pub fn encode_kept(&self, tokens: Tensor<B, 3>, plan: &DropPlan) -> Tensor<B, 3> {
+        self.encode_from(tokens, Some(plan), true)
+    }
+
+    /// [`encode`](Self::encode); with `kept`, `tokens` holds only the kept tokens, the groups'
+    /// side by side in the plan's order (as [`DropPlan::index`] lists them).
+    fn encode_from(
+        &self,
+        tokens: Tensor<B, 3>,
+        plan: Option<&DropPlan>,
+        kept: bool,
+    ) -> Tensor<B, 3> {
         let [b, _, d] = tokens.dims();
         let device = tokens.device();
         let mut inputs = Vec::with_capacity(self.groups.len());
+        let mut offset = 0;
         for (g, group) in self.groups.iter().enumerate() {
             let x = match plan {
+                Some(p) if kept => {
+                    let k = p.keep[g].first().map_or(0, Vec::len);
+                    offset += k;
+                    tokens.clone().slice([0..b, offset - k..offset, 0..d])
+                }
                 Some(p) => {
                     let kept: Vec<usize> = p.keep[g].iter().flatten().copied().collect();
                     let k = p.keep[g].first().map_or(0, Vec::len);
@@ -403,8 +442,14 @@ impl<B: Backend> Eknet<B> {
             }
             _ => x,
         };
-        let tokens = self.embed.forward(x);
-        let memory = self.encode(tokens, plan); // [b, l, d]
+        // With a drop plan and a per-token embedding, only the kept tokens are embedded.
+        let memory = match plan {
+            Some(p) if self.embed.per_token() => {
+                let index = p.index::<B>(b, &x.device());
+                self.encode_kept(self.embed.forward_at(x, Some(index)), p)
+            }
+            _ => self.encode(self.embed.forward(x), plan),
+        }; // [b, l, d]
         if self.pretrain
             && let Some(decoder) = &self.token_decoder
         {
