@@ -1,10 +1,13 @@
 //! The measurement engine's cost on one 10 s, 12-lead, 500 Hz record: LUDB record 1 when the
 //! shared data folder is present, else a synthetic P-QRS-T train (75 bpm, 10 uV noise).
+//! The whole measurement, and the learned delineator's networks alone.
 //! `cargo bench -p eknet-shared --bench measure`.
 
 #![allow(clippy::unwrap_used, missing_docs)] // a bench: a panic is the failure report
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use eknet_shared::measure::delineate::prepare;
+use eknet_shared::measure::learned::Delineator;
 use eknet_shared::measure::measure;
 use eknet_shared::rng::Rng;
 use eknet_shared::{Lead, Record, RecordMeta};
@@ -68,6 +71,15 @@ fn bench(c: &mut Criterion) {
     c.bench_function(&format!("measure_10s_12lead_500hz/{name}"), |b| {
         b.iter(|| measure(black_box(&r)))
     });
+    // The learned delineator's share: its networks on the twelve prepared leads.
+    let signals: Vec<&[f32]> = Lead::ALL.iter().map(|&l| r.lead(l).unwrap()).collect();
+    let prepared = prepare(&signals, RATE);
+    let leads: [&[f32]; 12] = std::array::from_fn(|i| prepared.base[i].as_slice());
+    let net = Delineator::embedded().unwrap();
+    c.bench_function(
+        &format!("learned_delineator_10s_12lead_500hz/{name}"),
+        |b| b.iter(|| net.labels(black_box(&leads))),
+    );
 }
 
 criterion_group!(benches, bench);

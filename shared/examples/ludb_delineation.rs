@@ -1,8 +1,10 @@
 //! Validates the measurement engine's delineation against LUDB's cardiologist annotations:
 //! per-boundary sensitivity, PPV and timing error, per-record global intervals, heart rate and
-//! QRS axis category, twice: (a) with the shipped boundary shifts, which were fitted on all 200
-//! records (their timing means are in-sample), and (b) two-fold cross-validated (shifts fitted on
-//! records 1-100, scored on 101-200, and the reverse; the held-out halves pooled).
+//! QRS axis category: (a) on the held-out records 101-200 with the shipped delineator (the
+//! learned delineator trained on records 1-100, its weights and the boundary shifts fitted on
+//! records 1-100), (b) the same records with the rule-based delineator alone, (c) all 200
+//! records (1-100 in-sample); `LUDB_CV=1` adds (d), the rule-based delineator's shifts two-fold
+//! cross-validated. The extra reports below are of (a).
 //! `cargo run --release -p eknet-shared --example ludb_delineation`.
 //!
 //! Options (environment): `LUDB_PARAMS` a JSON object overriding [`DelineationParams`] fields;
@@ -13,11 +15,14 @@
 //! error SD into within-record and between-record parts and gives it with errors over 30 and
 //! 50 ms left out. `LUDB_RANGE=a-b` evaluates only records a to b for table (a) and
 //! `LUDB_ONLY_A` skips the cross-validation (to compare settings on one fold alone);
-//! `LUDB_RECORD=k` prints one record's beats next to its reference waves.
+//! `LUDB_RECORD=k` prints one record's beats next to its reference waves; `LUDB_WEIGHTS=file`
+//! uses that learned delineator's weights instead of the embedded ones.
 
 use eknet_shared::measure::DelineationParams;
+use eknet_shared::measure::learned::Delineator;
 use eknet_shared::measure::reference::{
-    Boundary, RecordEvaluation, Shifts, Summary, cross_validate_ludb, evaluate_ludb_record, mean_sd,
+    Boundary, RecordEvaluation, Shifts, Summary, cross_validate_ludb, evaluate_ludb_record_using,
+    mean_sd,
 };
 use std::process::ExitCode;
 
@@ -53,60 +58,117 @@ fn main() -> ExitCode {
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .unwrap_or((1usize, 200usize));
-    let mut evals = Vec::new();
-    for k in first..=last {
-        let path = data.join(k.to_string());
-        match evaluate_ludb_record(&path, &params, WINDOW_MS) {
-            Ok(e) => evals.push(e),
+    let weights = match std::env::var("LUDB_WEIGHTS") {
+        Ok(file) => match std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Delineator::parse(&b).map_err(|e| e.to_string()))
+        {
+            Ok(net) => {
+                let d = eknet_shared::measure::learned::probe_difference(&net);
+                eprintln!("{file}: largest difference from the trainer's probe output {d:.2e}");
+                Some(net)
+            }
             Err(e) => {
-                eprintln!("record {k}: {e}");
+                eprintln!("{file}: {e}");
                 return ExitCode::FAILURE;
             }
-        }
-    }
-    let summary = Summary::of(&evals);
+        },
+        Err(_) => None,
+    };
+    let net = match &weights {
+        Some(n) => Some(n),
+        None => Delineator::embedded().ok(),
+    };
+    let run = |range: std::ops::RangeInclusive<usize>, params: &DelineationParams| {
+        range
+            .map(|k| {
+                evaluate_ludb_record_using(&data.join(k.to_string()), params, WINDOW_MS, net)
+                    .map_err(|e| format!("record {k}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let rule = DelineationParams {
+        learned: false,
+        ..params.clone()
+    };
     if std::env::var("LUDB_ONLY_A").is_ok() {
+        let evals = match run(first..=last, &params) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let summary = Summary::of(&evals);
         print!("{}", summary.table("(a) only", WINDOW_MS));
         extra_reports(&summary, &evals);
         return ExitCode::SUCCESS;
     }
+    let (held, held_rule, all) = match (
+        run(101..=200, &params),
+        run(101..=200, &rule),
+        run(1..=200, &params),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = Summary::of(&held);
     print!(
         "{}",
         summary.table(
             &format!(
-                "(a) SHIPPED shifts ({}), fitted on all 200 LUDB records: timing means in-sample",
+                "(a) HELD OUT: records 101-200, shipped delineator (learned delineator trained on \
+                 records 1-100; its weights and the shifts ({}) fitted on records 1-100)",
                 Shifts::of(&params)
             ),
             WINDOW_MS
         )
     );
-    let names = |r: std::ops::RangeInclusive<usize>| r.map(|k| k.to_string()).collect::<Vec<_>>();
-    let folds = vec![names(1..=100), names(101..=200)];
-    let cv = match cross_validate_ludb(&data, &folds, &params, WINDOW_MS) {
-        Ok(cv) => cv,
-        Err(e) => {
-            eprintln!("cross-validation: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     println!();
     print!(
         "{}",
-        Summary::of(&cv.held_out).table(
-            &format!(
-                "(b) CROSS-VALIDATED, two folds, held-out records pooled: \
-                 records 1-100 scored with shifts fitted on 101-200 ({}); \
-                 records 101-200 with shifts fitted on 1-100 ({})",
-                cv.fold_shifts[0], cv.fold_shifts[1]
-            ),
+        Summary::of(&held_rule).table(
+            "(b) HELD OUT, the rule-based delineator alone (same shifts)",
             WINDOW_MS
         )
     );
-    println!(
-        "\nshifts fitted on all 200 records now (median unshifted error, negated): {}",
-        cv.all_shifts
+    println!();
+    print!(
+        "{}",
+        Summary::of(&all).table(
+            "(c) ALL 200 records, shipped delineator (records 1-100 in-sample)",
+            WINDOW_MS
+        )
     );
-    extra_reports(&summary, &evals);
+    if std::env::var("LUDB_CV").is_ok() {
+        let names =
+            |r: std::ops::RangeInclusive<usize>| r.map(|k| k.to_string()).collect::<Vec<_>>();
+        let folds = vec![names(1..=100), names(101..=200)];
+        let cv = match cross_validate_ludb(&data, &folds, &rule, WINDOW_MS) {
+            Ok(cv) => cv,
+            Err(e) => {
+                eprintln!("cross-validation: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!();
+        print!(
+            "{}",
+            Summary::of(&cv.held_out).table(
+                &format!(
+                    "(d) rule-based alone, shifts CROSS-VALIDATED in two folds: records 1-100 \
+                     scored with shifts fitted on 101-200 ({}); records 101-200 with shifts \
+                     fitted on 1-100 ({})",
+                    cv.fold_shifts[0], cv.fold_shifts[1]
+                ),
+                WINDOW_MS
+            )
+        );
+    }
+    extra_reports(&summary, &held);
     ExitCode::SUCCESS
 }
 

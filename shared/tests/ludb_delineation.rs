@@ -1,28 +1,36 @@
-//! The measurement engine against LUDB's cardiologist annotations, all 200 records, scored
-//! honestly: the five constant boundary shifts are two-fold cross-validated (fitted on records
-//! 1-100, scored on 101-200, and the reverse) and the targets are asserted on the pooled
-//! held-out figures where the delineator meets them; those it does not yet meet are asserted at
-//! the level reached, as regression bounds (named as such), so neither can slip. The shipped
-//! shifts must be the fit on all 200 records. `examples/ludb_delineation.rs` prints the tables.
+//! The measurement engine against LUDB's cardiologist annotations, scored on records it never
+//! learned from: the learned delineator was trained on records 1-100, its per-boundary weights
+//! and the five constant boundary shifts were fitted on records 1-100, so records 101-200 are
+//! held out. The targets are asserted on them where the engine meets them; those it does
+//! not yet meet are asserted at the level reached, as regression bounds (named as such), so
+//! neither can slip. `examples/ludb_delineation.rs` prints the tables.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use eknet_shared::measure::DelineationParams;
 use eknet_shared::measure::reference::{
-    Boundary, BoundaryScore, CrossValidation, Shifts, Summary, cross_validate_ludb, mean_sd,
+    Boundary, BoundaryScore, RecordEvaluation, Shifts, Summary, evaluate_ludb_record,
+    evaluate_ludb_record_using, fit_shifts, mean_sd,
 };
 use std::path::PathBuf;
 
 const WINDOW_MS: f64 = 150.0;
 
-fn cross_validation() -> CrossValidation {
+fn ludb() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // The shared records are part of the test setup (CI has them): absent, the test fails saying so.
     let data = eknet_shared::data::require_data_dir(&here).unwrap();
-    let dir = data.join("ludb").join("data");
-    let fold = |r: std::ops::RangeInclusive<usize>| r.map(|k| k.to_string()).collect::<Vec<_>>();
-    let folds = vec![fold(1..=100), fold(101..=200)];
-    cross_validate_ludb(&dir, &folds, &DelineationParams::default(), WINDOW_MS).unwrap()
+    data.join("ludb").join("data")
+}
+
+fn evaluate(
+    records: std::ops::RangeInclusive<usize>,
+    params: &DelineationParams,
+) -> Vec<RecordEvaluation> {
+    let dir = ludb();
+    records
+        .map(|k| evaluate_ludb_record(&dir.join(k.to_string()), params, WINDOW_MS).unwrap())
+        .collect()
 }
 
 fn check(s: &BoundaryScore, label: &str, se: f64, ppv: f64, abs_mean: f64, sd: f64) {
@@ -37,44 +45,84 @@ fn check(s: &BoundaryScore, label: &str, se: f64, ppv: f64, abs_mean: f64, sd: f
     assert!(d <= sd, "{label}: SD {d:.2} ms > {sd} ms");
 }
 
+fn sd(s: &Summary, b: Boundary) -> f64 {
+    s.boundary(b).unwrap().mean_sd().unwrap().1
+}
+
 #[test]
-fn ludb_delineation_cross_validated_meets_its_thresholds() {
-    let cv = cross_validation();
-    assert_eq!(cv.held_out.len(), 200);
-    // The shipped shifts are the fit on all 200 records (the same fitting as each fold's).
-    let shipped = Shifts::of(&DelineationParams::default());
-    assert_eq!(shipped, cv.all_shifts, "refit the shipped shifts");
-    // Each fold's fit stays within 5 ms of the all-record fit: the constants are stable.
-    for f in &cv.fold_shifts {
-        for (a, b) in f.0.iter().zip(&shipped.0) {
-            assert!((a - b).abs() <= 5.0, "fold shifts {f} vs all {shipped}");
-        }
-    }
-    let s = Summary::of(&cv.held_out);
-    println!("{}", s.table("cross-validated (held-out)", WINDOW_MS));
+fn shipped_shifts_are_the_fit_on_the_training_records() {
+    // The rule-based delineator alone, unshifted, on records 1-100: minus its median errors
+    // are the shipped shifts.
+    let rule = DelineationParams {
+        learned: false,
+        ..DelineationParams::default()
+    };
+    let dir = ludb();
+    let unshifted = Shifts([0.0; 5]).apply(&rule);
+    let training: Vec<RecordEvaluation> = (1..=100)
+        .map(|k| {
+            evaluate_ludb_record_using(&dir.join(k.to_string()), &unshifted, WINDOW_MS, None)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        fit_shifts(&training).unwrap(),
+        Shifts::of(&DelineationParams::default()),
+        "refit the shipped shifts on records 1-100"
+    );
+}
+
+#[test]
+fn ludb_held_out_records_meet_their_thresholds() {
+    let shipped = DelineationParams::default();
+    let held_out = evaluate(101..=200, &shipped);
+    let s = Summary::of(&held_out);
+    println!("{}", s.table("held out (records 101-200)", WINDOW_MS));
     let b = |x| s.boundary(x).unwrap();
 
-    // Targets met: QRS onset/offset |mean| <= 5 ms, Se and PPV >= 99.5 %.
-    // (SD target 9 ms not met: regression bounds 9.5 and 10.25 ms, at 9.23 and 10.01 ms.)
-    check(b(Boundary::QrsOn), "QRS on", 99.5, 99.5, 5.0, 9.5);
-    check(b(Boundary::QrsOff), "QRS off", 99.5, 99.5, 5.0, 10.25);
-    // Targets met: T offset Se and PPV >= 98 %, |mean| <= 5 ms.
-    // (SD target 16 ms not met: regression bound 24.75 ms, at 24.28 ms. The reference's own
-    // QT varies from beat to beat within a record by 19 ms SD: its T end is the latest of 12
-    // leads' annotations, often one lead's far from the others.)
-    check(b(Boundary::TOff), "T off", 98.0, 98.0, 5.0, 24.75);
-    // Targets met: P Se >= 97 %, PPV >= 96 %; P onset and offset |mean| <= 5 ms. Not met:
-    // SD <= 12 ms (regression bounds 17.0 and 13.25 ms, at 16.57 and 12.84 ms; the
-    // reference's own PR varies from beat to beat within a record by 15 ms SD).
-    check(b(Boundary::POn), "P on", 97.0, 96.0, 5.0, 17.0);
-    check(b(Boundary::POff), "P off", 97.0, 96.0, 5.0, 13.25);
+    // The learned delineator earns its place: where it has weight, the held-out timing SD is
+    // below the rule-based delineator's alone.
+    let rule = evaluate(
+        101..=200,
+        &DelineationParams {
+            learned: false,
+            ..shipped.clone()
+        },
+    );
+    let r = Summary::of(&rule);
+    for x in [Boundary::QrsOn, Boundary::QrsOff, Boundary::POff] {
+        assert!(
+            sd(&s, x) < sd(&r, x),
+            "{}: SD {:.2} ms with the learned delineator, {:.2} ms without",
+            x.label(),
+            sd(&s, x),
+            sd(&r, x)
+        );
+    }
 
-    // Global per record. Targets met: QRS |mean| <= 10 ms; QT |mean| <= 25 ms, SD <= 30 ms;
-    // PR |mean| <= 10 ms. Not met: QRS SD <= 10 ms (bound 12, at 11.52), PR SD <= 10 ms
-    // (bound 12.5, at 11.96).
+    // Targets met (held out: 8.52 / 8.18 ms SD): QRS onset/offset |mean| <= 5 ms, SD <= 9 ms,
+    // Se and PPV >= 99.5 %.
+    check(b(Boundary::QrsOn), "QRS on", 99.5, 99.5, 5.0, 9.0);
+    check(b(Boundary::QrsOff), "QRS off", 99.5, 99.5, 5.0, 9.0);
+    // Targets met: T offset Se and PPV >= 98 %, |mean| <= 5 ms. (SD target 16 ms not met:
+    // regression bound 24.75 ms, at 24.43 ms. The reference's T end is the latest of 12 leads'
+    // annotations and moves from beat to beat within a record: a delineator that knew each
+    // record's median annotated T end (from the R peak) exactly and placed every beat's there
+    // would score 21.7 ms SD on all 200 records.)
+    check(b(Boundary::TOff), "T off", 98.0, 98.0, 5.0, 24.75);
+    // Targets met: P offset SD <= 12 ms (8.90), P PPV >= 96 %, P onset and offset |mean| <= 5
+    // ms. Not met on these records: P sensitivity >= 97 % (95.80 %: 31 of 738 annotated P waves
+    // missed; 97.09 % over all 200 records) and P onset SD <= 12 ms (16.58 ms): regression
+    // bounds 95.5 % and 17.0 ms.
+    check(b(Boundary::POn), "P on", 95.5, 96.0, 5.0, 17.0);
+    check(b(Boundary::POff), "P off", 95.5, 96.0, 5.0, 12.0);
+
+    // Global per record. Targets met: QRS |mean| <= 10 ms, SD <= 10 ms (9.25); PR |mean| <= 10
+    // ms; QT |mean| <= 25 ms, SD <= 30 ms. Not met: PR SD <= 10 ms (regression bound 13.5, at
+    // 13.07).
     let (qrs_m, qrs_sd) = mean_sd(&s.qrs.errors_ms).unwrap();
     assert!(
-        qrs_m.abs() <= 10.0 && qrs_sd <= 12.0,
+        qrs_m.abs() <= 10.0 && qrs_sd <= 10.0,
         "QRS {qrs_m:.2} +- {qrs_sd:.2}"
     );
     let (qt_m, qt_sd) = mean_sd(&s.qt.errors_ms).unwrap();
@@ -84,17 +132,16 @@ fn ludb_delineation_cross_validated_meets_its_thresholds() {
     );
     let (pr_m, pr_sd) = mean_sd(&s.pr.errors_ms).unwrap();
     assert!(
-        pr_m.abs() <= 10.0 && pr_sd <= 12.5,
+        pr_m.abs() <= 10.0 && pr_sd <= 13.5,
         "PR {pr_m:.2} +- {pr_sd:.2}"
     );
-    // Three records with annotated P waves get none (two of them, 116 and 130, had P waves
-    // placed 60-70 ms off before): regression bound 3.
+    // Three records with annotated P waves get none: regression bound 3.
     assert!(s.pr.unmeasured <= 3, "PR unmeasured on {}", s.pr.unmeasured);
     assert_eq!(s.qrs.unmeasured, 0);
     assert_eq!(s.qt.unmeasured, 0);
 
     // Target met: HR within 2 bpm of the annotated R-R on >= 95 % of records (same span).
-    assert_eq!(s.hr_records, 200);
+    assert_eq!(s.hr_records, 100);
     assert!(
         s.hr_within_2 as f64 >= 0.95 * s.hr_records as f64,
         "HR within 2 bpm on {}/{}",
@@ -102,11 +149,11 @@ fn ludb_delineation_cross_validated_meets_its_thresholds() {
         s.hr_records
     );
 
-    // Target met: QRS axis category vs the header (190 records state one) on >= 90 %. The axis
-    // is measured from the net QRS amplitudes of I and aVF (Einthoven-consistent), and LUDB's
-    // categories are compared by LUDB's convention (left axis deviation below +30 deg,
-    // `ludb_axis_of`); with the international -30 deg limit agreement is 68 %.
-    assert_eq!(s.axis_records, 190);
+    // Target met: QRS axis category vs the header (98 of these records state one) on >= 90 %.
+    // The axis is measured from the net QRS amplitudes of I and aVF (Einthoven-consistent), and
+    // LUDB's categories are compared by LUDB's convention (left axis deviation below +30 deg,
+    // `ludb_axis_of`).
+    assert_eq!(s.axis_records, 98);
     assert!(
         s.axis_agree as f64 >= 0.9 * s.axis_records as f64,
         "axis agrees on {}/{}",
@@ -115,9 +162,9 @@ fn ludb_delineation_cross_validated_meets_its_thresholds() {
     );
 
     // Records without annotated P waves (atrial fibrillation, flutter, complete AV block) get
-    // few: regression bound 50 P onsets over all such records' spans.
+    // few: regression bound 30 P onsets over all such records' spans (at 26).
     assert!(
-        s.p_on_records_without_p <= 50,
+        s.p_on_records_without_p <= 30,
         "{} P waves in records without any annotated",
         s.p_on_records_without_p
     );

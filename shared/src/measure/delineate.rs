@@ -41,18 +41,23 @@
 //!
 //! Each boundary has a constant shift (the threshold crossings lag or lead the annotated
 //! boundary by a fixed amount): minus the median error of the unshifted detector against
-//! LUDB's cardiologist annotations, fitted on all 200 records ([`super::reference::fit_shifts`]).
-//! The shifts are added to the output only (every window is placed from unshifted boundaries),
-//! so the fit on an unshifted delineation is exactly the shift that centres the shifted one.
-//! `examples/ludb_delineation.rs` prints the validation with these shifts (in-sample for the five
-//! constants) and two-fold cross-validated ([`super::reference::cross_validate_ludb`]).
+//! LUDB's cardiologist annotations, fitted on records 1-100 ([`super::reference::fit_shifts`]),
+//! so records 101-200 stay held out. The shifts are added to the output only (every window is
+//! placed from unshifted boundaries), so the fit on an unshifted delineation is exactly the
+//! shift that centres the shifted one.
+//!
+//! The learned delineator ([`super::learned`], a U-Net trained on records 1-100) then moves the
+//! boundaries it also found: each reported boundary is a weighted mean of the two positions
+//! ([`LearnedWeights`], fitted by two-fold cross-validation inside records 1-100: networks
+//! trained on 50 records, scored on the other 50). The rule-based delineator decides which
+//! waves exist. `examples/ludb_delineation.rs` prints the validation on the held-out records.
 
 use super::filter::{Biquad, filtfilt};
 use serde::{Deserialize, Serialize};
 
 /// Tunable constants of the delineator (times in ms, fractions of the relevant slope hump).
 /// The defaults are those validated on LUDB (`examples/ludb_delineation.rs`); the five shifts
-/// are the fit on all 200 LUDB records.
+/// are the fit on LUDB records 1-100.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DelineationParams {
@@ -129,6 +134,40 @@ pub struct DelineationParams {
     /// The T end is searched up to this Bazett-corrected QT (ms) for the beat's R-R (600 or
     /// more, for long-QT records, loses more to U waves and the next P than it gains on LUDB).
     pub t_qtc_max_ms: f64,
+    /// Use the learned delineator ([`super::learned`]) where it labels the beat's QRS (`false`:
+    /// the rule-based boundaries alone, for comparison).
+    pub learned: bool,
+    /// How much of each boundary is the learned delineator's (the rest the rule-based one's).
+    pub learned_weights: LearnedWeights,
+}
+
+/// Per boundary, the weight of the learned delineator's position in the reported one (0 the
+/// rule-based position alone, 1 the learned one alone), where both found the boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearnedWeights {
+    /// P onset.
+    pub p_on: f64,
+    /// P offset.
+    pub p_off: f64,
+    /// QRS onset.
+    pub qrs_on: f64,
+    /// QRS offset.
+    pub qrs_off: f64,
+    /// T offset.
+    pub t_off: f64,
+}
+
+impl Default for LearnedWeights {
+    fn default() -> Self {
+        LearnedWeights {
+            p_on: 0.0,
+            p_off: 0.5,
+            qrs_on: 0.25,
+            qrs_off: 0.25,
+            t_off: 0.0,
+        }
+    }
 }
 
 impl Default for DelineationParams {
@@ -153,19 +192,21 @@ impl Default for DelineationParams {
             p_match_late_ms: 20.0,
             p_gap_ms: 20.0,
             p_pr_tolerance_ms: 40.0,
-            p_off_shift_ms: 18.0,
+            p_off_shift_ms: 20.0,
             p_min_mv: 0.01,
             p_off_level: 0.5,
             p_lead_min: 0.3,
             p_lead_slope_frac: 0.3,
             p_lead_rank: 2,
             p_snr: 1.5,
-            t_off_shift_ms: -2.0,
+            t_off_shift_ms: -4.0,
             t_outlier_ms: 20.0,
             t_rank: 1,
             t_lead_min: 0.0,
             t_slope_frac: 0.2,
             t_qtc_max_ms: 560.0,
+            learned: true,
+            learned_weights: LearnedWeights::default(),
         }
     }
 }

@@ -12,11 +12,12 @@
 
 pub mod delineate;
 pub mod filter;
+pub mod learned;
 pub mod quality;
 pub mod reference;
 pub mod spikes;
 
-pub use delineate::{Beat, DelineationParams};
+pub use delineate::{Beat, DelineationParams, LearnedWeights};
 pub use quality::LeadProblem;
 
 use crate::lead::Lead;
@@ -384,8 +385,18 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Measures a record with explicit delineation parameters.
+/// Measures a record with explicit delineation parameters and the embedded learned delineator.
 pub fn measure_with(record: &Record, params: &DelineationParams) -> Measurements {
+    measure_using(record, params, learned::Delineator::embedded().ok())
+}
+
+/// Measures a record with explicit delineation parameters and learned delineator (`None`, or
+/// `params.learned` false: the rule-based boundaries alone).
+pub fn measure_using(
+    record: &Record,
+    params: &DelineationParams,
+    net: Option<&learned::Delineator>,
+) -> Measurements {
     let rate = record.sample_rate_hz();
     if (rate - REQUIRED_RATE_HZ).abs() > 1e-9 {
         return Measurements::all_unmeasured(Unmeasurable::WrongRate {
@@ -419,7 +430,24 @@ pub fn measure_with(record: &Record, params: &DelineationParams) -> Measurements
     }
     let signals: Vec<&[f32]> = good.iter().map(|(_, x)| *x).collect();
     let prepared = delineate::prepare(&signals, rate);
-    let beats = delineate::delineate(&prepared, params);
+    let mut beats = delineate::delineate(&prepared, params);
+    if let Some(net) = net.filter(|_| params.learned) {
+        // The network reads the twelve leads in their conventional order; a lead that failed
+        // quality (or is absent) is zeros, as the training's lead dropout taught it.
+        let zeros = vec![0.0f32; record.len_samples()];
+        let mut input: [&[f32]; learned::INPUT_LEADS] = [&zeros; learned::INPUT_LEADS];
+        for ((lead, _), base) in good.iter().zip(&prepared.base) {
+            if let Some(pos) = Lead::ALL.iter().position(|l| l == lead) {
+                input[pos] = base;
+            }
+        }
+        learned::refine(
+            &mut beats,
+            &net.labels(&input),
+            rate,
+            &params.learned_weights,
+        );
+    }
     let mut m = Measurements {
         lead_quality,
         beats,

@@ -606,10 +606,21 @@ pub fn evaluate_ludb_record(
     params: &DelineationParams,
     window_ms: f64,
 ) -> Result<RecordEvaluation, EvalError> {
+    let net = super::learned::Delineator::embedded().ok();
+    evaluate_ludb_record_using(path, params, window_ms, net)
+}
+
+/// [`evaluate_ludb_record`] with a given learned delineator (or none).
+pub fn evaluate_ludb_record_using(
+    path: &std::path::Path,
+    params: &DelineationParams,
+    window_ms: f64,
+    net: Option<&super::learned::Delineator>,
+) -> Result<RecordEvaluation, EvalError> {
     let record = crate::wfdb::read_record(path)?;
     let rate = record.sample_rate_hz();
     let reference = ludb_reference(path)?;
-    let measured = super::measure_with(&record, params);
+    let measured = super::measure_using(&record, params, net);
     let window = (window_ms * rate / 1000.0).round() as usize;
     let boundaries = Boundary::ALL
         .iter()
