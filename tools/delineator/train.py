@@ -6,8 +6,13 @@ Output: the weights file the Rust engine embeds (`shared/assets/delineator.bin`)
 norm folded into the convolutions and a self-check vector (the network's output on a fixed input)
 the Rust tests compare against.
 
-Records 1-100 train it; 101-200 are held out for the final figures (`--train 1-100`).
-python3 tools/delineator/train.py --data DIR --out shared/assets/delineator.bin
+Records 1-100 train it; 101-200 are held out for the final figures (`--train 1-100`); choices
+are made inside 1-100 (`--train 1-50 --val 51-100` and the reverse, scored by the Rust example
+with `LUDB_WEIGHTS=file LUDB_RANGE=51-100 LUDB_ONLY_A=1`).
+The shipped file, two seeds:
+  python3 tools/delineator/train.py --data DIR --out A.bin --train 1-100 --stretch 0.15 --seed 1 --threads 1
+  python3 tools/delineator/train.py --data DIR --out B.bin --train 1-100 --stretch 0.15 --seed 2 --threads 1
+  python3 tools/delineator/train.py combine shared/assets/delineator.bin A.bin B.bin
 """
 import argparse, json, math, os, random, struct, sys, time
 import numpy as np
@@ -250,12 +255,12 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--train", default="1-100")
-    ap.add_argument("--held-out", default="101-200", help="records scored at the end only")
+    ap.add_argument("--held-out", default="none", help="records scored once at the end (the final figures only)")
     ap.add_argument("--val", default=None, help="records scored during training (tuning)")
     ap.add_argument("--aux", type=float, default=0.0, help="weight of the per-lead targets' loss")
     ap.add_argument("--widths", default="16,32,48,64")
     ap.add_argument("--stretch", type=float, default=0.0, help="time stretch range (0.15: 0.85-1.15)")
-    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--crop", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)

@@ -628,6 +628,55 @@ mod tests {
     }
 
     #[test]
+    fn refine_moves_found_boundaries_by_their_weights_and_keeps_the_rest() {
+        use crate::measure::{Beat, LearnedWeights};
+        // P 40-69, QRS 100-139, T 200-299 (beat 1); QRS 400-439 and a T cut by the end (beat 2).
+        let mut labels = vec![0u8; 520];
+        labels[40..70].fill(1);
+        labels[100..140].fill(2);
+        labels[200..300].fill(3);
+        labels[400..440].fill(2);
+        labels[480..520].fill(3);
+        let rule = |r: usize, t_off: Option<usize>| Beat {
+            r,
+            p_on: Some(r - 90),
+            p_off: Some(r - 40),
+            qrs_on: Some(r - 16),
+            qrs_off: Some(r + 24),
+            t_off,
+        };
+        let mut beats = vec![rule(120, Some(310)), rule(420, Some(515))];
+        let w = LearnedWeights {
+            p_on: 0.0,
+            p_off: 0.5,
+            qrs_on: 0.25,
+            qrs_off: 1.0,
+            t_off: 0.5,
+        };
+        refine(&mut beats, &labels, 500.0, &w);
+        let b = beats[0];
+        assert_eq!(b.p_on, Some(30), "weight 0 keeps the rule-based onset");
+        assert_eq!(
+            b.p_off,
+            Some(75),
+            "half way between 80 and 69 (74.5 rounds up)"
+        );
+        assert_eq!(b.qrs_on, Some(103), "a quarter of the way from 104 to 100");
+        assert_eq!(b.qrs_off, Some(139), "the learned offset alone");
+        assert_eq!(
+            b.t_off,
+            Some(305),
+            "half way between 310 and 299 (304.5 rounds up)"
+        );
+        // The second beat's T runs into the record's end: no learned offset, the rule's stays;
+        // no P wave labelled between the beats: the rule-based P stays too.
+        let c = beats[1];
+        assert_eq!(c.t_off, Some(515));
+        assert_eq!((c.p_on, c.p_off), (Some(330), Some(380)));
+        assert_eq!(c.qrs_off, Some(439));
+    }
+
+    #[test]
     fn pooling_and_upsampling_follow_pytorch() {
         let x = [1.0, 5.0, 2.0, 3.0, 9.0, 0.0, 4.0];
         assert_eq!(max_pool2(&x, 7), vec![5.0, 3.0, 9.0]);
