@@ -13,10 +13,11 @@
 //! `qt`), with the shipped shifts (`LUDB_TOP=n` lists n); `LUDB_PCT`, `LUDB_AXES`, `LUDB_HR`
 //! print error percentiles, per-record axes and heart rates; `LUDB_VAR` splits each boundary's
 //! error SD into within-record and between-record parts and gives it with errors over 30 and
-//! 50 ms left out. `LUDB_RANGE=a-b` evaluates only records a to b for table (a) and
-//! `LUDB_ONLY_A` skips the cross-validation (to compare settings on one fold alone);
-//! `LUDB_RECORD=k` prints one record's beats next to its reference waves; `LUDB_WEIGHTS=file`
-//! uses that learned delineator's weights instead of the embedded ones.
+//! 50 ms left out. `LUDB_ONLY_A=1` with `LUDB_RANGE=a-b` evaluates only records a to b with
+//! the given settings (to compare settings inside the training records);
+//! `LUDB_RECORD=k` prints one record's beats, the learned delineator's own waves and the
+//! reference waves; `LUDB_WEIGHTS=file` uses that learned delineator's weights instead of the
+//! embedded ones (and prints their difference from the trainer's probe output).
 
 use eknet_shared::measure::DelineationParams;
 use eknet_shared::measure::learned::Delineator;
@@ -337,6 +338,23 @@ fn dump_record(data: &std::path::Path, params: &DelineationParams, k: &str) {
             "beat r {:>5} p {:?}-{:?} qrs {:?}-{:?} t_off {:?}",
             b.r, b.p_on, b.p_off, b.qrs_on, b.qrs_off, b.t_off
         );
+    }
+    // The learned delineator's own waves on the same leads (all twelve, as measured).
+    if let Ok(net) = Delineator::embedded() {
+        let leads: Option<Vec<&[f32]>> = eknet_shared::Lead::ALL
+            .iter()
+            .map(|&l| record.lead(l))
+            .collect();
+        if let Some(leads) = leads {
+            let prepared = eknet_shared::measure::delineate::prepare(&leads, 500.0);
+            let input: [&[f32]; 12] = std::array::from_fn(|i| prepared.base[i].as_slice());
+            let labels = net.labels(&input);
+            for (name, class, min) in [("P", 1, 10), ("QRS", 2, 10), ("T", 3, 20)] {
+                for s in eknet_shared::measure::learned::segments(&labels, class, min, 5) {
+                    println!("net {name:<3} {}-{}", s.on, s.off);
+                }
+            }
+        }
     }
     for (name, waves) in [
         ("P", &reference.p),
