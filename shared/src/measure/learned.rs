@@ -517,12 +517,13 @@ const QRS_REACH_MS: f64 = 60.0;
 /// A P wave belongs to a beat when it ends at most this long before the QRS onset (ms).
 const P_REACH_MS: f64 = 400.0;
 
-/// Replaces the beats' boundaries with the network's (`labels` of the whole record at `rate`):
+/// Moves the beats' boundaries towards the network's (`labels` of the whole record at `rate`):
 /// the QRS is the labelled QRS at the beat's centre, the P wave the last labelled P that ends
 /// before it (after the previous beat's QRS), the T wave the first labelled T after it (before
-/// the next beat's QRS). A wave cut by the record's edge gives no boundary on that side. The
-/// network decides whether a beat has a P wave (atrial fibrillation's f waves are not labelled
-/// P); a beat at which it labels no QRS keeps the rule-based boundaries.
+/// the next beat's QRS). A wave cut by the record's edge gives no boundary on that side. Each
+/// boundary both delineators found is `weights` of the way to the learned one; the rule-based
+/// delineator decides which waves exist, and a beat at which the network labels no QRS is
+/// unchanged.
 pub fn refine(
     beats: &mut [super::Beat],
     labels: &[u8],
