@@ -10,7 +10,7 @@ Records 1-100 train it; 101-200 are held out for the final figures (`--train 1-1
 are made inside 1-100 (`--train 1-50 --val 51-100` and the reverse, scored by the Rust example
 with `LUDB_WEIGHTS=file LUDB_RANGE=51-100 LUDB_ONLY_A=1`).
 The shipped file, one per-lead network (one input lead, each lead's own annotation):
-  python3 tools/delineator/train.py --data DIR --out A.bin --train 1-100 --stretch 0.15 --seed 1 --per-lead
+  python3 tools/delineator/train.py --data DIR --out A.bin --train 1-100 --stretch 0.15 --seed 1 --per-lead --widths 8,16,24,32
   python3 tools/delineator/train.py combine shared/assets/delineator.bin A.bin
 (`combine` with several files makes an ensemble whose scores are averaged.)
 """

@@ -164,7 +164,7 @@ impl Default for LearnedWeights {
             p_on: 0.25,
             p_off: 0.75,
             qrs_on: 0.5,
-            qrs_off: 0.75,
+            qrs_off: 0.5,
             t_off: 0.5,
         }
     }
