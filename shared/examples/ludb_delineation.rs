@@ -348,10 +348,11 @@ fn dump_record(data: &std::path::Path, params: &DelineationParams, k: &str) {
         if let Some(leads) = leads {
             let prepared = eknet_shared::measure::delineate::prepare(&leads, 500.0);
             let input: [&[f32]; 12] = std::array::from_fn(|i| prepared.base[i].as_slice());
-            let labels = net.labels(&input);
-            for (name, class, min) in [("P", 1, 10), ("QRS", 2, 10), ("T", 3, 20)] {
-                for s in eknet_shared::measure::learned::segments(&labels, class, min, 5) {
-                    println!("net {name:<3} {}-{}", s.on, s.off);
+            for (row, labels) in net.labels(&input).iter().enumerate() {
+                for (name, class, min) in [("P", 1, 10), ("QRS", 2, 10), ("T", 3, 20)] {
+                    for s in eknet_shared::measure::learned::segments(labels, class, min, 5) {
+                        println!("net {row:>2} {name:<3} {}-{}", s.on, s.off);
+                    }
                 }
             }
         }

@@ -22,9 +22,7 @@ tr=list(range(1,51)); va=list(range(51,101))
 x, y, m, refs = T.load("/tmp/ludb_dump", tr)
 xv, yv, mv, _ = T.load("/tmp/ludb_dump", va)
 cin = 1 if mode=="lead" else 12
-T.LEADS = cin  # the U-Net's input width is read from the module at construction
-model = T.UNet([16,32,48,64], False)
-T.LEADS = LEADS
+model = T.UNet([16,32,48,64], False, cin)
 opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
 steps = 1800
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)

@@ -9,10 +9,10 @@ the Rust tests compare against.
 Records 1-100 train it; 101-200 are held out for the final figures (`--train 1-100`); choices
 are made inside 1-100 (`--train 1-50 --val 51-100` and the reverse, scored by the Rust example
 with `LUDB_WEIGHTS=file LUDB_RANGE=51-100 LUDB_ONLY_A=1`).
-The shipped file, two seeds:
-  python3 tools/delineator/train.py --data DIR --out A.bin --train 1-100 --stretch 0.15 --seed 1 --threads 1
-  python3 tools/delineator/train.py --data DIR --out B.bin --train 1-100 --stretch 0.15 --seed 2 --threads 1
-  python3 tools/delineator/train.py combine shared/assets/delineator.bin A.bin B.bin
+The shipped file, one per-lead network (one input lead, each lead's own annotation):
+  python3 tools/delineator/train.py --data DIR --out A.bin --train 1-100 --stretch 0.15 --seed 1 --per-lead --widths 8,16,24,32
+  python3 tools/delineator/train.py combine shared/assets/delineator.bin A.bin
+(`combine` with several files makes an ensemble whose scores are averaged.)
 """
 import argparse, json, math, os, random, struct, sys, time
 import numpy as np
@@ -70,11 +70,11 @@ class Block(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, widths, aux):
+    def __init__(self, widths, aux, cin=LEADS):
         super().__init__()
         w = widths
         self.levels = len(w)
-        cins = [LEADS] + w[:-1]
+        cins = [cin] + w[:-1]
         self.enc = nn.ModuleList([Block(cins[i], w[i]) for i in range(len(w))])
         self.dec = nn.ModuleList([Block(w[i + 1] + w[i], w[i]) for i in reversed(range(len(w) - 1))])
         # Global classes, then (when training with the per-lead targets) each lead's classes.
@@ -102,6 +102,8 @@ def augment(x, rng):
     f = torch.empty(b, 1, 1).uniform_(0.05, 0.6)
     ph = torch.empty(b, c, 1).uniform_(0, 2 * math.pi)
     x = x + torch.empty(b, c, 1).uniform_(0, 0.15) * torch.sin(2 * math.pi * f * t + ph)
+    if c == 1:
+        return x
     drop = (torch.rand(b, c, 1) < 0.08).float()
     return x * (1 - drop)
 
@@ -208,10 +210,14 @@ def write(path, nets, probe_out, meta):
         f.write(np.asarray(probe_out, dtype="<f4").tobytes())
 
 
-def export(model, path, meta):
+def export(model, path, meta, per_lead=False):
     model.eval()
     with torch.no_grad():
-        out = model(probe_input())[0, :CLASSES].numpy()
+        if per_lead:
+            # Each probe lead on its own: `[12][4][probe]`.
+            out = model(probe_input()[0][:, None, :])[:, :CLASSES].numpy()
+        else:
+            out = model(probe_input())[0, :CLASSES].numpy()
     write(path, [net_bytes(model)], out, meta)
 
 
@@ -231,7 +237,7 @@ def read(path):
             at += 4 * (cout * cin * k + cout)
         nets.append(b[start:at])
     at += 4 * LEADS * probe_len
-    out = np.frombuffer(b[at : at + 4 * CLASSES * probe_len], dtype="<f4")
+    out = np.frombuffer(b[at:], dtype="<f4")
     return nets, out, meta
 
 
@@ -260,6 +266,7 @@ def main():
     ap.add_argument("--aux", type=float, default=0.0, help="weight of the per-lead targets' loss")
     ap.add_argument("--widths", default="16,32,48,64")
     ap.add_argument("--stretch", type=float, default=0.0, help="time stretch range (0.15: 0.85-1.15)")
+    ap.add_argument("--per-lead", action="store_true", help="one input lead, trained on each lead's own annotation")
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--crop", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=16)
@@ -276,7 +283,7 @@ def main():
     va_ids = rng(args.val) if args.val else []
     xva = load(args.data, va_ids)[0] if va_ids else None
     widths = [int(v) for v in args.widths.split(",")]
-    model = UNet(widths, args.aux > 0)
+    model = UNet(widths, args.aux > 0, 1 if args.per_lead else LEADS)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, len(tr_ids) // args.batch) * 2
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch)
@@ -304,8 +311,15 @@ def main():
                     xs.append((xtr[i][:, j] * (1 - fr) + xtr[i][:, j1] * fr).astype(np.float32))
                     near = np.rint(pos).astype(int)
                     ys.append(ytr[i][:, near]); ms.append(mtr[i][near])
-            x = augment(torch.from_numpy(np.stack(xs)), None)
+            x = torch.from_numpy(np.stack(xs))
             y = torch.from_numpy(np.stack(ys)); m = torch.from_numpy(np.stack(ms))
+            if args.per_lead:
+                # One random lead per crop, with that lead's own annotation as the target.
+                lead = torch.randint(0, LEADS, (x.shape[0],))
+                rows = torch.arange(x.shape[0])
+                x = x[rows, lead][:, None, :]
+                y = torch.stack([y[rows, 1 + lead], y[rows, 1 + lead]], 1)
+            x = augment(x, None)
             z = model(x)
             loss = (F.cross_entropy(z[:, :CLASSES], y[:, 0], weight=weights, reduction="none") * m).sum() / m.sum().clamp(min=1)
             if args.aux > 0:
@@ -322,8 +336,8 @@ def main():
     if args.held_out != "none":
         print(f"held out {args.held_out}:\n" + evaluate(model, xte, refs, te_ids), flush=True)
     meta = {"train_records": args.train, "held_out": args.held_out, "epochs": args.epochs, "seed": args.seed,
-            "crop": args.crop, "batch": args.batch, "lr": args.lr, "widths": widths, "kernel": K, "aux": args.aux, "stretch": args.stretch}
-    export(model, args.out, meta)
+            "crop": args.crop, "batch": args.batch, "lr": args.lr, "widths": widths, "kernel": K, "aux": args.aux, "stretch": args.stretch, "per_lead": args.per_lead}
+    export(model, args.out, meta, args.per_lead)
     print("wrote", args.out)
 
 

@@ -46,11 +46,11 @@
 //! placed from unshifted boundaries), so the fit on an unshifted delineation is exactly the
 //! shift that centres the shifted one.
 //!
-//! The learned delineator ([`super::learned`], a U-Net trained on records 1-100) then moves the
-//! boundaries it also found: each reported boundary is a weighted mean of the two positions
-//! ([`LearnedWeights`], fitted by two-fold cross-validation inside records 1-100: networks
-//! trained on 50 records, scored on the other 50). The rule-based delineator decides which
-//! waves exist. `examples/ludb_delineation.rs` prints the validation on the held-out records.
+//! The learned delineator ([`super::learned`], a U-Net run on each lead, trained on records
+//! 1-100) then moves the boundaries it also found: each reported boundary is a weighted mean of
+//! the two positions ([`LearnedWeights`], fitted by two-fold cross-validation inside records
+//! 1-100: networks trained on 50 records, scored on the other 50). The rule-based delineator
+//! decides which waves exist. `examples/ludb_delineation.rs` prints the validation on the held-out records.
 
 use super::filter::{Biquad, filtfilt};
 use serde::{Deserialize, Serialize};
@@ -161,11 +161,11 @@ pub struct LearnedWeights {
 impl Default for LearnedWeights {
     fn default() -> Self {
         LearnedWeights {
-            p_on: 0.0,
-            p_off: 0.5,
-            qrs_on: 0.25,
-            qrs_off: 0.25,
-            t_off: 0.0,
+            p_on: 0.25,
+            p_off: 0.75,
+            qrs_on: 0.5,
+            qrs_off: 0.5,
+            t_off: 0.5,
         }
     }
 }

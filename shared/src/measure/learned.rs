@@ -1,21 +1,26 @@
-//! The learned delineator: a small 1-D U-Net that labels every sample of the twelve prepared
-//! leads as background, P wave, QRS complex or T wave (global over the leads, as LUDB's merged
-//! annotation is), its weights file format, and its inference in plain Rust.
+//! The learned delineator: a small 1-D U-Net that labels every sample of a prepared lead as
+//! background, P wave, QRS complex or T wave, its weights file format, and its inference in
+//! plain Rust.
 //!
 //! - Network: four encoder levels of two 9-tap convolutions with ReLU (max-pooling by two
 //!   between levels), three decoder levels (nearest-neighbour upsampling, concatenation with the
 //!   encoder level's output, two convolutions), and a 1x1 convolution to four class scores.
-//!   Batch norm is folded into the convolutions when the weights are written.
-//! - Training: `tools/delineator/train.py` on LUDB records 1-100, from the leads exactly as
-//!   [`super::delineate::prepare`] makes them (`examples/ludb_dump.rs` writes them); records
-//!   101-200 are held out for the validation (`examples/ludb_delineation.rs`).
+//!   Batch norm is folded into the convolutions when the weights are written. The shipped
+//!   network (widths 8/16/24/32) reads one lead and runs on each usable lead; its waves are merged over the leads
+//!   as LUDB's global reference is (earliest onset, latest offset, [`refine`]). A network of
+//!   twelve input channels (all leads together, labelling the global waves) is read too.
+//! - Training: `tools/delineator/train.py --per-lead --widths 8,16,24,32` on LUDB records 1-100, each lead against
+//!   its own annotation, from the leads exactly as [`super::delineate::prepare`] makes them
+//!   (`examples/ludb_dump.rs` writes them); records 101-200 are held out for the validation
+//!   (`examples/ludb_delineation.rs`).
 //! - Weights file (`assets/delineator.bin`, embedded in the binary): `EKDL`, then little-endian
 //!   `u32` version (1), network count, metadata length and probe length; the metadata (JSON: how
 //!   the networks were trained); per network its layer count and per layer `u32` cout, cin, taps,
 //!   the weights `[cout][cin][taps]` and biases as `f32`; then a probe input `[12][probe]` and
-//!   the trainer's output on it `[4][probe]`, so a test proves this inference computes what
-//!   PyTorch computed. Several networks (trained alike from different seeds) are an ensemble:
-//!   their class scores are averaged.
+//!   the trainer's output on it (`[4][probe]`, or `[12][4][probe]` lead by lead for one-lead
+//!   networks), so a test proves this inference computes what PyTorch computed. Several
+//!   networks (trained alike from different seeds) are an ensemble: their class scores are
+//!   averaged.
 //! - Inference: channel-major rows, each convolution tiled over four output channels and two
 //!   SIMD vectors of time (eight independent sums), compiled for the CPU's widest vectors by
 //!   `pulp`'s dispatch.
@@ -54,6 +59,9 @@ pub enum DelineatorError {
     /// The metadata is not JSON.
     #[error("delineator weights: metadata is not JSON: {0}")]
     Metadata(String),
+    /// Some networks read the twelve leads together, others one lead.
+    #[error("delineator weights: networks of twelve-lead and one-lead input mixed")]
+    MixedInputs,
     /// No network in the file.
     #[error("delineator weights: no network")]
     NoNetworks,
@@ -112,6 +120,8 @@ pub struct Delineator {
     pub metadata: serde_json::Value,
     probe: Vec<f32>,
     probe_out: Vec<f32>,
+    /// One-lead networks, run on each lead on its own (trained on each lead's annotation).
+    pub per_lead: bool,
 }
 
 struct Reader<'a> {
@@ -147,9 +157,9 @@ impl Reader<'_> {
 }
 
 /// The (cout, cin, taps) each layer must have, given the encoder widths.
-fn expected_shapes(w: &[usize]) -> Vec<(usize, usize, Option<usize>)> {
+fn expected_shapes(w: &[usize], input: usize) -> Vec<(usize, usize, Option<usize>)> {
     let mut s = Vec::new();
-    let mut cin = INPUT_LEADS;
+    let mut cin = input;
     for &c in w {
         s.push((c, cin, None));
         s.push((c, c, None));
@@ -189,9 +199,13 @@ fn read_net(r: &mut Reader<'_>, net: usize) -> Result<Vec<Conv>, DelineatorError
         raw.push((cout, cin, taps, w, b));
     }
     let widths: Vec<usize> = (0..levels).map(|i| raw[2 * i].0).collect();
+    // Twelve input channels (the leads together) or one (each lead on its own).
+    let input = if raw[0].1 == 1 { 1 } else { INPUT_LEADS };
     let mut layers = Vec::with_capacity(count);
-    for (layer, ((cout, cin, taps, w, b), (ecout, ecin, etaps))) in
-        raw.into_iter().zip(expected_shapes(&widths)).enumerate()
+    for (layer, ((cout, cin, taps, w, b), (ecout, ecin, etaps))) in raw
+        .into_iter()
+        .zip(expected_shapes(&widths, input))
+        .enumerate()
     {
         let taps_ok = match etaps {
             Some(t) => taps == t,
@@ -247,8 +261,13 @@ impl Delineator {
         for net in 0..count {
             nets.push(read_net(&mut r, net)?);
         }
+        let per_lead = nets[0][0].cin == 1;
+        if nets.iter().any(|n| (n[0].cin == 1) != per_lead) {
+            return Err(DelineatorError::MixedInputs);
+        }
+        let rows = if per_lead { INPUT_LEADS } else { 1 };
         let probe = r.f32s(INPUT_LEADS * probe_len, "the probe input")?;
-        let probe_out = r.f32s(CLASSES * probe_len, "the probe output")?;
+        let probe_out = r.f32s(rows * CLASSES * probe_len, "the probe output")?;
         if r.at != bytes.len() {
             return Err(DelineatorError::Trailing(bytes.len() - r.at));
         }
@@ -257,29 +276,46 @@ impl Delineator {
             metadata,
             probe,
             probe_out,
+            per_lead,
         })
     }
 
-    /// Class scores (logits) `[CLASSES][n]` of twelve leads of `n` samples each at 500 Hz
-    /// (prepared as [`super::delineate::prepare`] does; a lead that failed quality is passed
-    /// as zeros, as in training).
-    /// Leads shorter than [`Delineator::min_len`] or of unequal lengths give empty rows.
+    /// Class scores (logits) of twelve leads of `n` samples each at 500 Hz (prepared as
+    /// [`super::delineate::prepare`] does; a lead that failed quality is passed as zeros, as in
+    /// training): `[CLASSES][n]` for twelve-lead networks, `[12 * CLASSES][n]` (lead by lead)
+    /// for one-lead networks. Leads shorter than [`Delineator::min_len`] or of unequal lengths
+    /// give empty rows.
     pub fn logits(&self, leads: &[&[f32]; INPUT_LEADS]) -> Vec<Vec<f32>> {
         let n = leads[0].len();
+        let rows = if self.per_lead { INPUT_LEADS } else { 1 };
         if n < self.min_len() || leads.iter().any(|l| l.len() != n) {
-            return vec![Vec::new(); CLASSES];
+            return vec![Vec::new(); rows * CLASSES];
         }
-        let mut sum = vec![0.0f32; CLASSES * n];
-        for net in &self.nets {
-            let z = pulp::Arch::new().dispatch(Forward { net, leads, n });
-            for (s, v) in sum.iter_mut().zip(&z) {
-                *s += v;
+        let inputs: Vec<&[&[f32]]> = if self.per_lead {
+            leads.chunks(1).collect()
+        } else {
+            vec![&leads[..]]
+        };
+        let mut out = Vec::with_capacity(rows * CLASSES);
+        for input in inputs {
+            let mut sum = vec![0.0f32; CLASSES * n];
+            for net in &self.nets {
+                let z = pulp::Arch::new().dispatch(Forward {
+                    net,
+                    leads: input,
+                    n,
+                });
+                for (s, v) in sum.iter_mut().zip(&z) {
+                    *s += v;
+                }
             }
+            let k = self.nets.len() as f32;
+            out.extend(
+                sum.chunks_exact(n)
+                    .map(|row| row.iter().map(|v| v / k).collect::<Vec<f32>>()),
+            );
         }
-        let k = self.nets.len() as f32;
-        sum.chunks_exact(n)
-            .map(|row| row.iter().map(|v| v / k).collect())
-            .collect()
+        out
     }
 
     /// The shortest input every pooling level keeps at least one sample of.
@@ -293,20 +329,24 @@ impl Delineator {
         1 << (levels - 1)
     }
 
-    /// Each sample's most likely class (0 background, 1 P, 2 QRS, 3 T); empty where
-    /// [`Delineator::logits`] is.
-    pub fn labels(&self, leads: &[&[f32]; INPUT_LEADS]) -> Vec<u8> {
+    /// Each sample's most likely class (0 background, 1 P, 2 QRS, 3 T): one row for twelve-lead
+    /// networks, one per lead for one-lead networks; empty rows where [`Delineator::logits`]
+    /// has them.
+    pub fn labels(&self, leads: &[&[f32]; INPUT_LEADS]) -> Vec<Vec<u8>> {
         let z = self.logits(leads);
-        let n = z[0].len();
-        (0..n)
-            .map(|t| {
-                let mut best = 0;
-                for c in 1..CLASSES {
-                    if z[c][t] > z[best][t] {
-                        best = c;
-                    }
-                }
-                best as u8
+        z.chunks_exact(CLASSES)
+            .map(|c| {
+                (0..c[0].len())
+                    .map(|t| {
+                        let mut best = 0;
+                        for k in 1..CLASSES {
+                            if c[k][t] > c[best][t] {
+                                best = k;
+                            }
+                        }
+                        best as u8
+                    })
+                    .collect()
             })
             .collect()
     }
@@ -342,7 +382,7 @@ impl Conv {
 /// The whole forward pass, for pulp's dispatch.
 struct Forward<'a> {
     net: &'a [Conv],
-    leads: &'a [&'a [f32]; INPUT_LEADS],
+    leads: &'a [&'a [f32]],
     n: usize,
 }
 
@@ -517,19 +557,21 @@ const QRS_REACH_MS: f64 = 60.0;
 /// A P wave belongs to a beat when it ends at most this long before the QRS onset (ms).
 const P_REACH_MS: f64 = 400.0;
 
-/// Moves the beats' boundaries towards the network's (`labels` of the whole record at `rate`):
-/// the QRS is the labelled QRS at the beat's centre, the P wave the last labelled P that ends
-/// before it (after the previous beat's QRS), the T wave the first labelled T after it (before
-/// the next beat's QRS). A wave cut by the record's edge gives no boundary on that side. Each
-/// boundary both delineators found is `weights` of the way to the learned one; the rule-based
-/// delineator decides which waves exist, and a beat at which the network labels no QRS is
-/// unchanged.
-pub fn refine(
-    beats: &mut [super::Beat],
-    labels: &[u8],
-    rate: f64,
-    weights: &super::delineate::LearnedWeights,
-) {
+/// One beat's learned boundaries from one row of labels.
+#[derive(Debug, Clone, Copy, Default)]
+struct Found {
+    p_on: Option<usize>,
+    p_off: Option<usize>,
+    qrs_on: Option<usize>,
+    qrs_off: Option<usize>,
+    t_off: Option<usize>,
+}
+
+/// The learned boundaries of each beat in one row of labels (a whole record at `rate`): the QRS
+/// is the labelled QRS at the beat's centre, the P wave the last labelled P that ends before it
+/// (after the previous beat's QRS), the T wave the first labelled T after it (before the next
+/// beat's QRS). A wave cut by the record's edge gives no boundary on that side.
+fn found_in_row(beats: &[super::Beat], labels: &[u8], rate: f64) -> Vec<Option<Found>> {
     let ms = |v: f64| (v * rate / 1000.0).round() as usize;
     let gap = ms(MAX_GAP_MS);
     let p = segments(labels, 1, ms(MIN_PQRS_MS), gap);
@@ -539,7 +581,7 @@ pub fn refine(
     let inner_on = |s: &Segment| (s.on > 0).then_some(s.on);
     let inner_off = |s: &Segment| (s.off + 1 < n).then_some(s.off);
     let reach = ms(QRS_REACH_MS);
-    let found: Vec<Option<Segment>> = beats
+    let qrs_of: Vec<Option<Segment>> = beats
         .iter()
         .map(|b| {
             qrs.iter()
@@ -554,29 +596,60 @@ pub fn refine(
                 .copied()
         })
         .collect();
-    for i in 0..beats.len() {
-        let Some(q) = found[i] else { continue };
-        let prev_end = found[..i]
-            .iter()
-            .rev()
-            .flatten()
-            .next()
-            .map_or(0, |s| s.off);
-        let next_start = found[i + 1..].iter().flatten().next().map_or(n, |s| s.on);
-        let b = &mut beats[i];
-        b.qrs_on = both(b.qrs_on, inner_on(&q), weights.qrs_on);
-        b.qrs_off = both(b.qrs_off, inner_off(&q), weights.qrs_off);
-        let pw = p
-            .iter()
-            .rev()
-            .find(|s| s.off < q.on && s.on > prev_end && q.on - s.off <= ms(P_REACH_MS));
-        // The rule-based delineator decides whether a wave is there (its P-wave consistency
-        // checks keep atrial fibrillation's f waves out); the network moves the boundaries it
-        // found too.
-        let tw = t.iter().find(|s| s.on > q.off && s.off < next_start);
-        b.p_on = both(b.p_on, pw.and_then(inner_on), weights.p_on);
-        b.p_off = both(b.p_off, pw.and_then(inner_off), weights.p_off);
-        b.t_off = both(b.t_off, tw.and_then(inner_off), weights.t_off);
+    (0..beats.len())
+        .map(|i| {
+            let q = qrs_of[i]?;
+            let prev_end = qrs_of[..i]
+                .iter()
+                .rev()
+                .flatten()
+                .next()
+                .map_or(0, |s| s.off);
+            let next_start = qrs_of[i + 1..].iter().flatten().next().map_or(n, |s| s.on);
+            let pw = p
+                .iter()
+                .rev()
+                .find(|s| s.off < q.on && s.on > prev_end && q.on - s.off <= ms(P_REACH_MS));
+            let tw = t.iter().find(|s| s.on > q.off && s.off < next_start);
+            Some(Found {
+                p_on: pw.and_then(inner_on),
+                p_off: pw.and_then(inner_off),
+                qrs_on: inner_on(&q),
+                qrs_off: inner_off(&q),
+                t_off: tw.and_then(inner_off),
+            })
+        })
+        .collect()
+}
+
+/// Moves the beats' boundaries towards the network's (`rows` of labels of the whole record at
+/// `rate`: one row from a twelve-lead network, or one per usable lead from a one-lead network,
+/// whose onsets are the earliest over the rows and offsets the latest, as LUDB's global
+/// reference is built). The rule-based delineator decides whether a wave is there (its P-wave
+/// consistency checks keep atrial fibrillation's f waves out); each boundary both found is
+/// `weights` of the way to the learned one. A beat at which no row has a QRS is unchanged.
+pub fn refine(
+    beats: &mut [super::Beat],
+    rows: &[Vec<u8>],
+    rate: f64,
+    weights: &super::delineate::LearnedWeights,
+) {
+    let per_row: Vec<Vec<Option<Found>>> = rows
+        .iter()
+        .map(|labels| found_in_row(beats, labels, rate))
+        .collect();
+    for (i, b) in beats.iter_mut().enumerate() {
+        let found: Vec<Found> = per_row.iter().filter_map(|r| r[i]).collect();
+        if found.is_empty() {
+            continue;
+        }
+        let earliest = |f: fn(&Found) -> Option<usize>| found.iter().filter_map(f).min();
+        let latest = |f: fn(&Found) -> Option<usize>| found.iter().filter_map(f).max();
+        b.qrs_on = both(b.qrs_on, earliest(|f| f.qrs_on), weights.qrs_on);
+        b.qrs_off = both(b.qrs_off, latest(|f| f.qrs_off), weights.qrs_off);
+        b.p_on = both(b.p_on, earliest(|f| f.p_on), weights.p_on);
+        b.p_off = both(b.p_off, latest(|f| f.p_off), weights.p_off);
+        b.t_off = both(b.t_off, latest(|f| f.t_off), weights.t_off);
     }
 }
 
@@ -687,7 +760,7 @@ mod tests {
             qrs_off: 1.0,
             t_off: 0.5,
         };
-        refine(&mut beats, &labels, 500.0, &w);
+        refine(&mut beats, &[labels], 500.0, &w);
         let b = beats[0];
         assert_eq!(b.p_on, Some(30), "weight 0 keeps the rule-based onset");
         assert_eq!(
@@ -711,16 +784,62 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_several_leads_give_the_earliest_onsets_and_latest_offsets() {
+        use crate::measure::{Beat, LearnedWeights};
+        let row = |p: (usize, usize), q: (usize, usize), t: (usize, usize)| {
+            let mut l = vec![0u8; 400];
+            l[p.0..=p.1].fill(1);
+            l[q.0..=q.1].fill(2);
+            l[t.0..=t.1].fill(3);
+            l
+        };
+        let rows = [
+            row((40, 70), (100, 140), (200, 300)),
+            row((35, 66), (104, 146), (210, 310)),
+            // A lead without a QRS at the beat says nothing about it.
+            vec![0u8; 400],
+        ];
+        let mut beats = [Beat {
+            r: 120,
+            p_on: Some(20),
+            p_off: Some(60),
+            qrs_on: Some(90),
+            qrs_off: Some(150),
+            t_off: Some(330),
+        }];
+        let all_learned = LearnedWeights {
+            p_on: 1.0,
+            p_off: 1.0,
+            qrs_on: 1.0,
+            qrs_off: 1.0,
+            t_off: 1.0,
+        };
+        refine(&mut beats, &rows, 500.0, &all_learned);
+        let b = beats[0];
+        assert_eq!((b.p_on, b.p_off), (Some(35), Some(70)));
+        assert_eq!((b.qrs_on, b.qrs_off), (Some(100), Some(146)));
+        assert_eq!(b.t_off, Some(310));
+    }
+
+    #[test]
     fn inputs_too_short_or_ragged_give_no_labels_and_change_no_beat() {
         let net = Delineator::embedded().expect("embedded weights parse");
         assert_eq!(net.min_len(), 8);
         let short = [0.1f32; 7];
-        assert!(net.labels(&[&short[..]; INPUT_LEADS]).is_empty());
+        assert!(
+            net.labels(&[&short[..]; INPUT_LEADS])
+                .iter()
+                .all(Vec::is_empty)
+        );
         let (a, b) = ([0.0f32; 64], [0.0f32; 63]);
         let mut ragged: [&[f32]; INPUT_LEADS] = [&a[..]; INPUT_LEADS];
         ragged[5] = &b[..];
-        assert!(net.labels(&ragged).is_empty());
-        assert_eq!(net.labels(&[&a[..]; INPUT_LEADS]).len(), 64);
+        assert!(net.labels(&ragged).iter().all(Vec::is_empty));
+        assert!(
+            net.labels(&[&a[..]; INPUT_LEADS])
+                .iter()
+                .all(|r| r.len() == 64)
+        );
         let beat = crate::measure::Beat {
             r: 3,
             p_on: None,
@@ -730,7 +849,7 @@ mod tests {
             t_off: None,
         };
         let mut beats = [beat];
-        refine(&mut beats, &[], 500.0, &Default::default());
+        refine(&mut beats, &[Vec::new()], 500.0, &Default::default());
         assert_eq!(beats, [beat]);
     }
 

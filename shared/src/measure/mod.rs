@@ -441,12 +441,20 @@ pub fn measure_using(
                 input[pos] = base;
             }
         }
-        learned::refine(
-            &mut beats,
-            &net.labels(&input),
-            rate,
-            &params.learned_weights,
-        );
+        let mut rows = net.labels(&input);
+        if net.per_lead {
+            // Only the usable leads' own delineations count.
+            let usable: Vec<bool> = Lead::ALL
+                .iter()
+                .map(|l| good.iter().any(|(g, _)| g == l))
+                .collect();
+            rows = rows
+                .into_iter()
+                .zip(usable)
+                .filter_map(|(r, u)| u.then_some(r))
+                .collect();
+        }
+        learned::refine(&mut beats, &rows, rate, &params.learned_weights);
     }
     let mut m = Measurements {
         lead_quality,
