@@ -161,7 +161,7 @@ pub struct LearnedWeights {
 impl Default for LearnedWeights {
     fn default() -> Self {
         LearnedWeights {
-            p_on: 0.25,
+            p_on: 0.5,
             p_off: 0.75,
             qrs_on: 0.5,
             qrs_off: 0.5,

@@ -554,8 +554,6 @@ const MIN_T_MS: f64 = 40.0;
 const MAX_GAP_MS: f64 = 10.0;
 /// A QRS belongs to a detected beat when its span comes within this of the beat's centre (ms).
 const QRS_REACH_MS: f64 = 60.0;
-/// A P wave belongs to a beat when it ends at most this long before the QRS onset (ms).
-const P_REACH_MS: f64 = 400.0;
 
 /// One beat's learned boundaries from one row of labels.
 #[derive(Debug, Clone, Copy, Default)]
@@ -568,9 +566,10 @@ struct Found {
 }
 
 /// The learned boundaries of each beat in one row of labels (a whole record at `rate`): the QRS
-/// is the labelled QRS at the beat's centre, the P wave the last labelled P that ends before it
-/// (after the previous beat's QRS), the T wave the first labelled T after it (before the next
-/// beat's QRS). A wave cut by the record's edge gives no boundary on that side.
+/// is the labelled QRS at the beat's centre, the P wave the last labelled P before it (after the
+/// previous beat's QRS) that overlaps the beat's rule-based P wave (none where the rule-based
+/// delineator found none), the T wave the first labelled T after it (before the next beat's
+/// QRS). A wave cut by the record's edge gives no boundary on that side.
 fn found_in_row(beats: &[super::Beat], labels: &[u8], rate: f64) -> Vec<Option<Found>> {
     let ms = |v: f64| (v * rate / 1000.0).round() as usize;
     let gap = ms(MAX_GAP_MS);
@@ -606,10 +605,15 @@ fn found_in_row(beats: &[super::Beat], labels: &[u8], rate: f64) -> Vec<Option<F
                 .next()
                 .map_or(0, |s| s.off);
             let next_start = qrs_of[i + 1..].iter().flatten().next().map_or(n, |s| s.on);
-            let pw = p
-                .iter()
-                .rev()
-                .find(|s| s.off < q.on && s.on > prev_end && q.on - s.off <= ms(P_REACH_MS));
+            // Only the labelled P wave that overlaps the rule-based one: a stray P label
+            // elsewhere in one row would otherwise set the earliest onset over the rows.
+            let pw = match (beats[i].p_on, beats[i].p_off) {
+                (Some(on), Some(off)) => p
+                    .iter()
+                    .rev()
+                    .find(|s| s.off < q.on && s.on > prev_end && s.on <= off && on <= s.off),
+                _ => None,
+            };
             let tw = t.iter().find(|s| s.on > q.off && s.off < next_start);
             Some(Found {
                 p_on: pw.and_then(inner_on),
@@ -819,6 +823,46 @@ mod tests {
         assert_eq!((b.p_on, b.p_off), (Some(35), Some(70)));
         assert_eq!((b.qrs_on, b.qrs_off), (Some(100), Some(146)));
         assert_eq!(b.t_off, Some(310));
+    }
+
+    #[test]
+    fn only_p_labels_overlapping_the_rule_based_p_wave_count() {
+        use crate::measure::{Beat, LearnedWeights};
+        let mut one = vec![0u8; 400];
+        one[62..=88].fill(1);
+        one[100..=140].fill(2);
+        // Another row labels its P wave well before the rule-based one (60-90): it is ignored.
+        let mut stray = one.clone();
+        stray[62..=88].fill(0);
+        stray[10..=40].fill(1);
+        let rule = Beat {
+            r: 120,
+            p_on: Some(60),
+            p_off: Some(90),
+            qrs_on: Some(98),
+            qrs_off: Some(142),
+            t_off: None,
+        };
+        let learned = LearnedWeights {
+            p_on: 1.0,
+            p_off: 1.0,
+            ..LearnedWeights::default()
+        };
+        let mut beats = [rule];
+        refine(&mut beats, &[one.clone(), stray.clone()], 500.0, &learned);
+        assert_eq!((beats[0].p_on, beats[0].p_off), (Some(62), Some(88)));
+        // Only the stray row: no learned P wave, the rule-based one stays.
+        let mut beats = [rule];
+        refine(&mut beats, &[stray], 500.0, &learned);
+        assert_eq!((beats[0].p_on, beats[0].p_off), (Some(60), Some(90)));
+        // No rule-based P wave: the labels add none.
+        let mut beats = [Beat {
+            p_on: None,
+            p_off: None,
+            ..rule
+        }];
+        refine(&mut beats, &[one], 500.0, &learned);
+        assert_eq!((beats[0].p_on, beats[0].p_off), (None, None));
     }
 
     #[test]
