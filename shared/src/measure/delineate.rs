@@ -50,7 +50,8 @@
 //! 1-100) then moves the boundaries it also found: each reported boundary is a weighted mean of
 //! the two positions ([`LearnedWeights`], fitted by two-fold cross-validation inside records
 //! 1-100: networks trained on 50 records, scored on the other 50). The rule-based delineator
-//! decides which waves exist. `examples/ludb_delineation.rs` prints the validation on the held-out records.
+//! decides which waves exist. `examples/ludb_delineation.rs` prints the validation on the
+//! held-out records.
 
 use super::filter::{Biquad, filtfilt};
 use serde::{Deserialize, Serialize};

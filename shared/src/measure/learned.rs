@@ -6,13 +6,14 @@
 //!   between levels), three decoder levels (nearest-neighbour upsampling, concatenation with the
 //!   encoder level's output, two convolutions), and a 1x1 convolution to four class scores.
 //!   Batch norm is folded into the convolutions when the weights are written. The shipped
-//!   network (widths 8/16/24/32) reads one lead and runs on each usable lead; its waves are merged over the leads
-//!   as LUDB's global reference is (earliest onset, latest offset, [`refine`]). A network of
-//!   twelve input channels (all leads together, labelling the global waves) is read too.
-//! - Training: `tools/delineator/train.py --per-lead --widths 8,16,24,32` on LUDB records 1-100, each lead against
-//!   its own annotation, from the leads exactly as [`super::delineate::prepare`] makes them
-//!   (`examples/ludb_dump.rs` writes them); records 101-200 are held out for the validation
-//!   (`examples/ludb_delineation.rs`).
+//!   network (widths 8/16/24/32) reads one lead and runs on each usable lead; its waves are
+//!   merged over the leads as LUDB's global reference is (earliest onset, latest offset,
+//!   [`refine`]). A network of twelve input channels (all leads together, labelling the global
+//!   waves) is read too.
+//! - Training: `tools/delineator/train.py --per-lead --widths 8,16,24,32` on LUDB records
+//!   1-100, each lead against its own annotation, from the leads exactly as
+//!   [`super::delineate::prepare`] makes them (`examples/ludb_dump.rs` writes them); records
+//!   101-200 are held out for the validation (`examples/ludb_delineation.rs`).
 //! - Weights file (`assets/delineator.bin`, embedded in the binary): `EKDL`, then little-endian
 //!   `u32` version (1), network count, metadata length and probe length; the metadata (JSON: how
 //!   the networks were trained); per network its layer count and per layer `u32` cout, cin, taps,
