@@ -15,6 +15,11 @@
 //! error SD into within-record and between-record parts and gives it with errors over 30 and
 //! 50 ms left out. `LUDB_ONLY_A=1` with `LUDB_RANGE=a-b` evaluates only records a to b with
 //! the given settings (to compare settings inside the training records);
+//! `LUDB_LEAVE_OUT=n` scores every table against a reference whose global onsets and offsets
+//! leave out the n most extreme lead marks (the (n+1)-th earliest onset, latest offset);
+//! `LUDB_SCATTER=1` prints the annotation's own beat-to-beat scatter of P onset and T offset in
+//! regular rhythms; `LUDB_DUMP=dir` writes each record's rule-based beats, the learned
+//! delineator's per-lead labels and the reference as JSON (`dir/k.json`, with `LUDB_RANGE`);
 //! `LUDB_RECORD=k` prints one record's beats, the learned delineator's own waves and the
 //! reference waves; `LUDB_WEIGHTS=file` uses that learned delineator's weights instead of the
 //! embedded ones (and prints their difference from the trainer's probe output).
@@ -22,7 +27,7 @@
 use eknet_shared::measure::DelineationParams;
 use eknet_shared::measure::learned::Delineator;
 use eknet_shared::measure::reference::{
-    Boundary, RecordEvaluation, Shifts, Summary, cross_validate_ludb, evaluate_ludb_record_using,
+    Boundary, RecordEvaluation, Shifts, Summary, cross_validate_ludb, evaluate_ludb_record_against,
     mean_sd,
 };
 use std::process::ExitCode;
@@ -80,11 +85,56 @@ fn main() -> ExitCode {
         Some(n) => Some(n),
         None => Delineator::embedded().ok(),
     };
+    if std::env::var("LUDB_SCATTER").is_ok() {
+        for (name, range) in [
+            ("1-100", 1..=100),
+            ("101-200", 101..=200),
+            ("1-200", 1..=200),
+        ] {
+            match annotation_scatter(&data, range) {
+                Ok(lines) => lines.iter().for_each(|l| println!("records {name}: {l}")),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Ok(dir) = std::env::var("LUDB_DUMP") {
+        for k in first..=last {
+            if let Err(e) = dump_json(&data, &params, net, k, std::path::Path::new(&dir)) {
+                eprintln!("record {k}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let leave_out: usize = match std::env::var("LUDB_LEAVE_OUT").map(|v| v.parse()) {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            eprintln!("LUDB_LEAVE_OUT: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(_) => 0,
+    };
+    if leave_out > 0 {
+        println!(
+            "REFERENCE CHANGED: each global boundary leaves out the {leave_out} most extreme \
+             lead mark(s) (not the cart's earliest onset / latest offset)\n"
+        );
+    }
     let run = |range: std::ops::RangeInclusive<usize>, params: &DelineationParams| {
         range
             .map(|k| {
-                evaluate_ludb_record_using(&data.join(k.to_string()), params, WINDOW_MS, net)
-                    .map_err(|e| format!("record {k}: {e}"))
+                evaluate_ludb_record_against(
+                    &data.join(k.to_string()),
+                    params,
+                    WINDOW_MS,
+                    net,
+                    leave_out,
+                )
+                .map_err(|e| format!("record {k}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()
     };
@@ -319,6 +369,163 @@ fn extra_reports(summary: &Summary, evals: &[RecordEvaluation]) {
     for (_, r) in rows.iter().take(top) {
         println!("{r}");
     }
+}
+
+/// A record's rhythm counts as regular when the R-R intervals of its annotated QRS peaks vary
+/// by less than this (SD over mean).
+const REGULAR_RR_CV: f64 = 0.05;
+
+/// `LUDB_SCATTER=1`: how much the annotation itself moves from beat to beat. In records with a
+/// regular rhythm (at least five annotated QRS complexes, R-R SD under 5 % of the mean), the
+/// annotated P onset is timed from the next QRS peak and the T offset from the previous one;
+/// the SD of those times around each record's own mean (pooled over records) is the
+/// annotation's within-record scatter, for the global reference (earliest onset, latest offset
+/// over the leads) and for each lead's own annotation.
+fn annotation_scatter(
+    data: &std::path::Path,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<Vec<String>, String> {
+    use eknet_shared::measure::reference::{LUDB_ANNOTATORS, global_reference};
+    use eknet_shared::wfdb::annotation::{Wave, WaveKind, read_annotations, waves};
+    // Deviations from the record's mean of each wave's time from its QRS peak (ms).
+    fn deviations(all: &[Wave], kind: WaveKind, onset: bool) -> Option<Vec<f64>> {
+        let peaks: Vec<usize> = all
+            .iter()
+            .filter(|w| w.kind == WaveKind::Qrs)
+            .map(|w| w.peak)
+            .collect();
+        let rr: Vec<f64> = peaks.windows(2).map(|p| (p[1] - p[0]) as f64).collect();
+        let (mean_rr, sd_rr) = mean_sd(&rr)?;
+        if peaks.len() < 5 || sd_rr / mean_rr >= REGULAR_RR_CV {
+            return None;
+        }
+        let reach = 350; // 700 ms at 500 Hz
+        let times: Vec<f64> = all
+            .iter()
+            .filter(|w| w.kind == kind)
+            .filter_map(|w| {
+                let x = if onset { w.onset? } else { w.offset? };
+                let peak = if onset {
+                    peaks.iter().copied().find(|&p| p > x)?
+                } else {
+                    peaks.iter().copied().rev().find(|&p| p < x)?
+                };
+                (peak.abs_diff(x) <= reach).then_some(2.0 * (x as f64 - peak as f64))
+            })
+            .collect();
+        let (m, _) = mean_sd(&times).filter(|_| times.len() >= 4)?;
+        Some(times.iter().map(|t| t - m).collect())
+    }
+    let (mut global, mut per_lead) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    let mut records = [0usize; 2];
+    for k in range {
+        let mut leads = Vec::new();
+        for ext in LUDB_ANNOTATORS {
+            let file = data.join(format!("{k}.{ext}"));
+            let a = read_annotations(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            leads.push(waves(&a));
+        }
+        let r = global_reference(&leads);
+        let merged: Vec<Wave> = [
+            (&r.p, WaveKind::P),
+            (&r.qrs, WaveKind::Qrs),
+            (&r.t, WaveKind::T),
+        ]
+        .into_iter()
+        .flat_map(|(ws, kind)| {
+            ws.iter().map(move |w| Wave {
+                kind,
+                onset: w.onset,
+                peak: w.peak,
+                offset: w.offset,
+            })
+        })
+        .collect();
+        for (i, (kind, onset)) in [(WaveKind::P, true), (WaveKind::T, false)]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(d) = deviations(&merged, kind, onset) {
+                records[i] += 1;
+                global[i].extend(d);
+            }
+            for lead in &leads {
+                per_lead[i].extend(deviations(lead, kind, onset).unwrap_or_default());
+            }
+        }
+    }
+    let sd = |v: &[f64]| mean_sd(v).map_or(f64::NAN, |(_, s)| s);
+    Ok(["P on", "T off"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            format!(
+                "{name}: annotation's within-record SD in regular rhythms {:.2} ms global \
+                 ({} records, {} beats), {:.2} ms in one lead's own annotation ({} lead-beats)",
+                sd(&global[i]),
+                records[i],
+                global[i].len(),
+                sd(&per_lead[i]),
+                per_lead[i].len()
+            )
+        })
+        .collect())
+}
+
+/// `LUDB_DUMP=dir`: one JSON file per record (`dir/k.json`) with the rule-based beats, the
+/// learned delineator's labels of each of the twelve leads, the leads that failed quality and
+/// the global reference boundaries, for exploring ways of combining them outside Rust.
+fn dump_json(
+    data: &std::path::Path,
+    params: &DelineationParams,
+    net: Option<&Delineator>,
+    k: usize,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    use eknet_shared::measure::reference::ludb_reference;
+    let path = data.join(k.to_string());
+    let record = eknet_shared::wfdb::read_record(&path).map_err(|e| e.to_string())?;
+    let reference = ludb_reference(&path).map_err(|e| e.to_string())?;
+    let rule = DelineationParams {
+        learned: false,
+        ..params.clone()
+    };
+    let m = eknet_shared::measure::measure_using(&record, &rule, None);
+    let beats: Vec<[Option<usize>; 6]> = m
+        .beats
+        .iter()
+        .map(|b| [Some(b.r), b.p_on, b.p_off, b.qrs_on, b.qrs_off, b.t_off])
+        .collect();
+    let failed: Vec<String> = m.lead_quality.iter().map(|q| q.lead.to_string()).collect();
+    let mut labels = Vec::new();
+    if let Some(net) = net {
+        let leads: Option<Vec<&[f32]>> = eknet_shared::Lead::ALL
+            .iter()
+            .map(|&l| record.lead(l))
+            .collect();
+        let leads = leads.ok_or("a lead is missing")?;
+        let prepared = eknet_shared::measure::delineate::prepare(&leads, 500.0);
+        let input: [&[f32]; 12] = std::array::from_fn(|i| prepared.base[i].as_slice());
+        labels = net
+            .labels(&input)
+            .iter()
+            .map(|row| row.iter().map(|c| char::from(b'0' + c)).collect::<String>())
+            .collect();
+    }
+    let refs: Vec<Vec<usize>> = Boundary::ALL
+        .iter()
+        .map(|b| b.of_reference(&reference))
+        .collect();
+    let json = serde_json::json!({
+        "record": k,
+        "beats": beats,
+        "failed": failed,
+        "labels": labels,
+        "reference": refs,
+        "span": reference.span,
+    });
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(format!("{k}.json")), json.to_string()).map_err(|e| e.to_string())
 }
 
 /// `LUDB_RECORD=k`: one record's detected beats next to the reference waves (samples).

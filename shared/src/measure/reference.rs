@@ -40,6 +40,14 @@ pub struct Reference {
 
 /// Merges the per-lead waves (one `Vec` per lead) into a global reference.
 pub fn global_reference(per_lead: &[Vec<Wave>]) -> Reference {
+    global_reference_leaving_out(per_lead, 0)
+}
+
+/// [`global_reference`] with each merged wave's `leave_out` earliest onsets and latest offsets
+/// left out (the next one counts; the last one left where fewer are annotated): a reference
+/// that one lead's outlying mark does not set, for judging how much the earliest/latest
+/// definition's scores owe to single marks. `0` is the cart's definition.
+pub fn global_reference_leaving_out(per_lead: &[Vec<Wave>], leave_out: usize) -> Reference {
     let all: Vec<&Wave> = per_lead.iter().flatten().collect();
     let span = all
         .iter()
@@ -70,10 +78,15 @@ pub fn global_reference(per_lead: &[Vec<Wave>]) -> Reference {
             .map(|g| {
                 let mut peaks: Vec<usize> = g.iter().map(|w| w.peak).collect();
                 peaks.sort_unstable();
+                let mut onsets: Vec<usize> = g.iter().filter_map(|w| w.onset).collect();
+                onsets.sort_unstable();
+                let mut offsets: Vec<usize> = g.iter().filter_map(|w| w.offset).collect();
+                offsets.sort_unstable_by(|a, b| b.cmp(a));
+                let nth = |v: &[usize]| v.get(leave_out.min(v.len().saturating_sub(1))).copied();
                 GlobalWave {
-                    onset: g.iter().filter_map(|w| w.onset).min(),
+                    onset: nth(&onsets),
                     peak: peaks[peaks.len() / 2],
-                    offset: g.iter().filter_map(|w| w.offset).max(),
+                    offset: nth(&offsets),
                 }
             })
             .collect::<Vec<_>>()
@@ -588,6 +601,14 @@ pub struct RecordEvaluation {
 /// The global reference of one LUDB record (path without extension) from its twelve
 /// per-lead annotation files.
 pub fn ludb_reference(path: &std::path::Path) -> Result<Reference, EvalError> {
+    ludb_reference_leaving_out(path, 0)
+}
+
+/// [`ludb_reference`] merged by [`global_reference_leaving_out`].
+pub fn ludb_reference_leaving_out(
+    path: &std::path::Path,
+    leave_out: usize,
+) -> Result<Reference, EvalError> {
     let mut per_lead = Vec::with_capacity(LUDB_ANNOTATORS.len());
     for ext in LUDB_ANNOTATORS {
         let mut file = path.as_os_str().to_owned();
@@ -596,7 +617,7 @@ pub fn ludb_reference(path: &std::path::Path) -> Result<Reference, EvalError> {
         let annotations = crate::wfdb::annotation::read_annotations(std::path::Path::new(&file))?;
         per_lead.push(crate::wfdb::annotation::waves(&annotations));
     }
-    Ok(global_reference(&per_lead))
+    Ok(global_reference_leaving_out(&per_lead, leave_out))
 }
 
 /// Measures one LUDB record (path without extension) and scores it against its annotations
@@ -617,9 +638,21 @@ pub fn evaluate_ludb_record_using(
     window_ms: f64,
     net: Option<&super::learned::Delineator>,
 ) -> Result<RecordEvaluation, EvalError> {
+    evaluate_ludb_record_against(path, params, window_ms, net, 0)
+}
+
+/// [`evaluate_ludb_record_using`] against the reference merged with `leave_out` extreme marks
+/// of each boundary left out ([`global_reference_leaving_out`]; 0: the cart's definition).
+pub fn evaluate_ludb_record_against(
+    path: &std::path::Path,
+    params: &DelineationParams,
+    window_ms: f64,
+    net: Option<&super::learned::Delineator>,
+    leave_out: usize,
+) -> Result<RecordEvaluation, EvalError> {
     let record = crate::wfdb::read_record(path)?;
     let rate = record.sample_rate_hz();
-    let reference = ludb_reference(path)?;
+    let reference = ludb_reference_leaving_out(path, leave_out)?;
     let measured = super::measure_using(&record, params, net);
     let window = (window_ms * rate / 1000.0).round() as usize;
     let boundaries = Boundary::ALL
@@ -908,6 +941,29 @@ mod tests {
         assert_eq!((r.qrs[0].onset, r.qrs[0].offset), (Some(96), Some(150)));
         assert_eq!(r.t.len(), 1);
         assert_eq!(r.span, Some((96, 640)));
+    }
+
+    #[test]
+    fn leaving_out_takes_the_next_mark_and_keeps_a_lone_one() {
+        let w = |on, off| Wave {
+            kind: WaveKind::P,
+            onset: Some(on),
+            peak: 100,
+            offset: Some(off),
+        };
+        // Three leads mark one P wave; one lead's onset is far earlier than the others'.
+        let leads = vec![vec![w(40, 130)], vec![w(78, 124)], vec![w(80, 140)]];
+        let cart = global_reference_leaving_out(&leads, 0);
+        assert_eq!(cart, global_reference(&leads));
+        assert_eq!((cart.p[0].onset, cart.p[0].offset), (Some(40), Some(140)));
+        let one = global_reference_leaving_out(&leads, 1);
+        assert_eq!((one.p[0].onset, one.p[0].offset), (Some(78), Some(130)));
+        assert_eq!(one.span, cart.span, "the annotated span is every mark's");
+        // More left out than marked: the last mark stays, the wave is not lost.
+        let all = global_reference_leaving_out(&leads, 5);
+        assert_eq!((all.p[0].onset, all.p[0].offset), (Some(80), Some(124)));
+        let lone = global_reference_leaving_out(&[vec![w(50, 150)]], 1);
+        assert_eq!((lone.p[0].onset, lone.p[0].offset), (Some(50), Some(150)));
     }
 
     fn evaluation(errors: [&[f64]; 5], shifts: Shifts) -> RecordEvaluation {
