@@ -380,7 +380,8 @@ const REGULAR_RR_CV: f64 = 0.05;
 /// annotated P onset is timed from the next QRS peak and the T offset from the previous one;
 /// the SD of those times around each record's own mean (pooled over records) is the
 /// annotation's within-record scatter, for the global reference (earliest onset, latest offset
-/// over the leads) and for each lead's own annotation.
+/// over the leads) and for each lead's own annotation. Over every record's waves, also how far
+/// the global boundary's mark (the earliest onset, latest offset) lies beyond the next lead's.
 fn annotation_scatter(
     data: &std::path::Path,
     range: std::ops::RangeInclusive<usize>,
@@ -418,6 +419,7 @@ fn annotation_scatter(
     }
     let (mut global, mut per_lead) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     let mut records = [0usize; 2];
+    let mut excess = [Vec::new(), Vec::new()];
     for k in range {
         let mut leads = Vec::new();
         for ext in LUDB_ANNOTATORS {
@@ -453,6 +455,26 @@ fn annotation_scatter(
                 per_lead[i].extend(deviations(lead, kind, onset).unwrap_or_default());
             }
         }
+        // How far the most extreme mark lies beyond the next one, every wave of the record.
+        for (i, (waves, kind, onset)) in [(&r.p, WaveKind::P, true), (&r.t, WaveKind::T, false)]
+            .into_iter()
+            .enumerate()
+        {
+            for g in waves {
+                let (lo, hi) = (g.onset.unwrap_or(g.peak), g.offset.unwrap_or(g.peak));
+                let mut marks: Vec<f64> = leads
+                    .iter()
+                    .flatten()
+                    .filter(|w| w.kind == kind && (lo..=hi).contains(&w.peak))
+                    .filter_map(|w| if onset { w.onset } else { w.offset })
+                    .map(|v| if onset { v as f64 } else { -(v as f64) })
+                    .collect();
+                marks.sort_by(f64::total_cmp);
+                if let [first, second, ..] = marks[..] {
+                    excess[i].push(2.0 * (second - first));
+                }
+            }
+        }
     }
     let sd = |v: &[f64]| mean_sd(v).map_or(f64::NAN, |(_, s)| s);
     Ok(["P on", "T off"]
@@ -461,12 +483,16 @@ fn annotation_scatter(
         .map(|(i, name)| {
             format!(
                 "{name}: annotation's within-record SD in regular rhythms {:.2} ms global \
-                 ({} records, {} beats), {:.2} ms in one lead's own annotation ({} lead-beats)",
+                 ({} records, {} beats), {:.2} ms in one lead's own annotation ({} lead-beats); \
+                 the most extreme lead mark beyond the next: mean {:.2} ms, SD {:.2} ms ({} waves)",
                 sd(&global[i]),
                 records[i],
                 global[i].len(),
                 sd(&per_lead[i]),
-                per_lead[i].len()
+                per_lead[i].len(),
+                mean_sd(&excess[i]).map_or(f64::NAN, |(m, _)| m),
+                sd(&excess[i]),
+                excess[i].len()
             )
         })
         .collect())
