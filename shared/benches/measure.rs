@@ -1,6 +1,7 @@
 //! The measurement engine's cost on one 10 s, 12-lead, 500 Hz record: LUDB record 1 when the
 //! shared data folder is present, else a synthetic P-QRS-T train (75 bpm, 10 uV noise).
-//! The whole measurement, and the learned delineator's networks alone.
+//! The whole measurement (all leads, and with V4-V6 flat as when their electrodes are off), and
+//! the learned delineator's networks alone.
 //! `cargo bench -p eknet-shared --bench measure`.
 
 #![allow(clippy::unwrap_used, missing_docs)] // a bench: a panic is the failure report
@@ -70,6 +71,27 @@ fn bench(c: &mut Criterion) {
     assert!(measure(&r).qrs_ms.is_some());
     c.bench_function(&format!("measure_10s_12lead_500hz/{name}"), |b| {
         b.iter(|| measure(black_box(&r)))
+    });
+    // Three electrodes off (V4-V6 flat): those leads fail quality and the one-lead network
+    // skips them.
+    let off = [Lead::V4, Lead::V5, Lead::V6];
+    let leads_off = r
+        .leads()
+        .map(|(l, x)| {
+            let x = if off.contains(&l) {
+                vec![0.0; x.len()]
+            } else {
+                x.to_vec()
+            };
+            (l, x)
+        })
+        .collect();
+    let r_off = Record::new(RecordMeta::default(), RATE, leads_off).unwrap();
+    let m = measure(&r_off);
+    assert_eq!(m.lead_quality.len(), 3, "{:?}", m.lead_quality);
+    assert!(m.qrs_ms.is_some());
+    c.bench_function(&format!("measure_10s_12lead_500hz_v4_v6_off/{name}"), |b| {
+        b.iter(|| measure(black_box(&r_off)))
     });
     // The learned delineator's share: its networks on the twelve prepared leads.
     let signals: Vec<&[f32]> = Lead::ALL.iter().map(|&l| r.lead(l).unwrap()).collect();

@@ -287,6 +287,17 @@ impl Delineator {
     /// for one-lead networks. Leads shorter than [`Delineator::min_len`] or of unequal lengths
     /// give empty rows.
     pub fn logits(&self, leads: &[&[f32]; INPUT_LEADS]) -> Vec<Vec<f32>> {
+        self.logits_of(leads, &[true; INPUT_LEADS])
+    }
+
+    /// [`Delineator::logits`] with a one-lead network run only on the leads `run` marks (the
+    /// others get empty rows, at no cost: a lead that failed quality is not worth its ~2 ms).
+    /// A twelve-lead network reads all twelve and ignores `run`.
+    pub fn logits_of(
+        &self,
+        leads: &[&[f32]; INPUT_LEADS],
+        run: &[bool; INPUT_LEADS],
+    ) -> Vec<Vec<f32>> {
         let n = leads[0].len();
         let rows = if self.per_lead { INPUT_LEADS } else { 1 };
         if n < self.min_len() || leads.iter().any(|l| l.len() != n) {
@@ -297,8 +308,17 @@ impl Delineator {
         } else {
             vec![&leads[..]]
         };
+        let wanted: Vec<bool> = if self.per_lead {
+            run.to_vec()
+        } else {
+            vec![true]
+        };
         let mut out = Vec::with_capacity(rows * CLASSES);
-        for input in inputs {
+        for (input, wanted) in inputs.into_iter().zip(wanted) {
+            if !wanted {
+                out.extend(std::iter::repeat_n(Vec::new(), CLASSES));
+                continue;
+            }
             let mut sum = vec![0.0f32; CLASSES * n];
             for net in &self.nets {
                 let z = pulp::Arch::new().dispatch(Forward {
@@ -334,7 +354,16 @@ impl Delineator {
     /// networks, one per lead for one-lead networks; empty rows where [`Delineator::logits`]
     /// has them.
     pub fn labels(&self, leads: &[&[f32]; INPUT_LEADS]) -> Vec<Vec<u8>> {
-        let z = self.logits(leads);
+        self.labels_of(leads, &[true; INPUT_LEADS])
+    }
+
+    /// [`Delineator::labels`] run only on the leads `run` marks ([`Delineator::logits_of`]).
+    pub fn labels_of(
+        &self,
+        leads: &[&[f32]; INPUT_LEADS],
+        run: &[bool; INPUT_LEADS],
+    ) -> Vec<Vec<u8>> {
+        let z = self.logits_of(leads, run);
         z.chunks_exact(CLASSES)
             .map(|c| {
                 (0..c[0].len())
@@ -864,6 +893,42 @@ mod tests {
         }];
         refine(&mut beats, &[one], 500.0, &learned);
         assert_eq!((beats[0].p_on, beats[0].p_off), (None, None));
+    }
+
+    #[test]
+    fn leads_not_run_get_empty_rows_and_the_others_are_unchanged() {
+        let net = Delineator::embedded().expect("embedded weights parse");
+        assert!(net.per_lead, "the shipped network is the one-lead one");
+        // Twelve different leads: a sine burst at a lead-specific phase.
+        let leads: Vec<Vec<f32>> = (0..INPUT_LEADS)
+            .map(|l| {
+                (0..1000)
+                    .map(|i| {
+                        (0.6 * ((i as f32) * 0.02 + l as f32).sin()) * ((i % 400) < 60) as u8 as f32
+                    })
+                    .collect()
+            })
+            .collect();
+        let input: [&[f32]; INPUT_LEADS] = std::array::from_fn(|l| leads[l].as_slice());
+        let all = net.labels(&input);
+        // Rows that differ, so a row moved to another lead's place would show.
+        assert!(
+            all[1] != all[3] && all[8] != all[10],
+            "the test input is too uniform"
+        );
+        let mut run = [true; INPUT_LEADS];
+        run[2] = false;
+        run[9] = false;
+        let some = net.labels_of(&input, &run);
+        assert_eq!(some.len(), INPUT_LEADS);
+        for l in 0..INPUT_LEADS {
+            if run[l] {
+                assert_eq!(some[l], all[l], "lead {l} changed");
+                assert_eq!(some[l].len(), 1000);
+            } else {
+                assert!(some[l].is_empty(), "lead {l} was run");
+            }
+        }
     }
 
     #[test]

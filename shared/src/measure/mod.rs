@@ -441,13 +441,11 @@ pub fn measure_using(
                 input[pos] = base;
             }
         }
-        let mut rows = net.labels(&input);
+        // A one-lead network runs on the usable leads only, and only their delineations count.
+        let usable: [bool; learned::INPUT_LEADS] =
+            std::array::from_fn(|i| good.iter().any(|(g, _)| *g == Lead::ALL[i]));
+        let mut rows = net.labels_of(&input, &usable);
         if net.per_lead {
-            // Only the usable leads' own delineations count.
-            let usable: Vec<bool> = Lead::ALL
-                .iter()
-                .map(|l| good.iter().any(|(g, _)| g == l))
-                .collect();
             rows = rows
                 .into_iter()
                 .zip(usable)
