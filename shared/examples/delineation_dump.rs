@@ -8,6 +8,8 @@ use eknet_shared::measure::DelineationParams;
 use eknet_shared::measure::learned::Delineator;
 use std::process::ExitCode;
 
+mod common;
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next().map(std::path::PathBuf::from) else {
@@ -43,41 +45,15 @@ fn dump(dir: &std::path::Path, net: &Delineator, a: &str) -> Result<(), String> 
     let path = std::path::Path::new(a);
     let record = eknet_shared::io::read_any(path).map_err(|e| e.to_string())?;
     let record = eknet_shared::preprocess::to_model_rate(&record).map_err(|e| e.to_string())?;
-    let rule = DelineationParams {
-        learned: false,
-        ..DelineationParams::default()
-    };
-    let m = eknet_shared::measure::measure_using(&record, &rule, None);
-    let beats: Vec<[Option<usize>; 6]> = m
-        .beats
-        .iter()
-        .map(|b| [Some(b.r), b.p_on, b.p_off, b.qrs_on, b.qrs_off, b.t_off])
-        .collect();
-    let failed: Vec<String> = m.lead_quality.iter().map(|q| q.lead.to_string()).collect();
-    let leads: Vec<&[f32]> = eknet_shared::Lead::ALL
-        .iter()
-        .map(|&l| record.lead(l))
-        .collect::<Option<_>>()
-        .ok_or("a lead is missing")?;
-    let prepared = eknet_shared::measure::delineate::prepare(&leads, 500.0);
-    let input: [&[f32]; 12] = std::array::from_fn(|i| prepared.base[i].as_slice());
-    let labels: Vec<String> = net
-        .labels(&input)
-        .iter()
-        .map(|row| row.iter().map(|c| char::from(b'0' + c)).collect())
-        .collect();
+    let mut fields = common::delineation_fields(&record, &DelineationParams::default(), Some(net))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .ok_or("no file name")?;
-    let json = serde_json::json!({
-        "record": name,
-        "path": a,
-        "beats": beats,
-        "failed": failed,
-        "labels": labels,
-        "reference": [[], [], [], [], []],
-        "span": null,
-    });
-    std::fs::write(dir.join(format!("{name}.json")), json.to_string()).map_err(|e| e.to_string())
+    fields.insert("record".into(), serde_json::json!(name));
+    fields.insert("path".into(), serde_json::json!(a));
+    fields.insert("reference".into(), serde_json::json!([[], [], [], [], []]));
+    fields.insert("span".into(), serde_json::Value::Null);
+    let json = serde_json::Value::Object(fields).to_string();
+    std::fs::write(dir.join(format!("{name}.json")), json).map_err(|e| e.to_string())
 }

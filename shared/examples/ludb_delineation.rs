@@ -32,6 +32,8 @@ use eknet_shared::measure::reference::{
 };
 use std::process::ExitCode;
 
+mod common;
+
 const WINDOW_MS: f64 = 150.0;
 
 fn main() -> ExitCode {
@@ -512,46 +514,17 @@ fn dump_json(
     let path = data.join(k.to_string());
     let record = eknet_shared::wfdb::read_record(&path).map_err(|e| e.to_string())?;
     let reference = ludb_reference(&path).map_err(|e| e.to_string())?;
-    let rule = DelineationParams {
-        learned: false,
-        ..params.clone()
-    };
-    let m = eknet_shared::measure::measure_using(&record, &rule, None);
-    let beats: Vec<[Option<usize>; 6]> = m
-        .beats
-        .iter()
-        .map(|b| [Some(b.r), b.p_on, b.p_off, b.qrs_on, b.qrs_off, b.t_off])
-        .collect();
-    let failed: Vec<String> = m.lead_quality.iter().map(|q| q.lead.to_string()).collect();
-    let mut labels = Vec::new();
-    if let Some(net) = net {
-        let leads: Option<Vec<&[f32]>> = eknet_shared::Lead::ALL
-            .iter()
-            .map(|&l| record.lead(l))
-            .collect();
-        let leads = leads.ok_or("a lead is missing")?;
-        let prepared = eknet_shared::measure::delineate::prepare(&leads, 500.0);
-        let input: [&[f32]; 12] = std::array::from_fn(|i| prepared.base[i].as_slice());
-        labels = net
-            .labels(&input)
-            .iter()
-            .map(|row| row.iter().map(|c| char::from(b'0' + c)).collect::<String>())
-            .collect();
-    }
+    let mut fields = common::delineation_fields(&record, params, net)?;
     let refs: Vec<Vec<usize>> = Boundary::ALL
         .iter()
         .map(|b| b.of_reference(&reference))
         .collect();
-    let json = serde_json::json!({
-        "record": k,
-        "beats": beats,
-        "failed": failed,
-        "labels": labels,
-        "reference": refs,
-        "span": reference.span,
-    });
+    fields.insert("record".into(), serde_json::json!(k));
+    fields.insert("reference".into(), serde_json::json!(refs));
+    fields.insert("span".into(), serde_json::json!(reference.span));
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(format!("{k}.json")), json.to_string()).map_err(|e| e.to_string())
+    let json = serde_json::Value::Object(fields).to_string();
+    std::fs::write(dir.join(format!("{k}.json")), json).map_err(|e| e.to_string())
 }
 
 /// `LUDB_RECORD=k`: one record's detected beats next to the reference waves (samples).
