@@ -61,7 +61,7 @@ pub fn spec() -> Value {
                         "measurements": { "$ref": "#/components/schemas/Measurements" }
                     } },
                 "Measurements": { "type": ["object", "null"],
-                    "description": "Measured on the window's twelve leads by the shared delineator, as a 12-lead cart prints them: kept apart from the model's findings. Each value is null where it cannot be measured, and 'unmeasured' says why. Absent for device events.",
+                    "description": "Measured on the window's twelve leads by the shared delineator, as a 12-lead cart prints them: kept apart from the model's findings. Each value is null where it cannot be measured, and 'unmeasured' says why. Absent for device events. Calibration: durations follow LUDB's global reference (earliest onset and latest offset over twelve leads marked one by one), which runs longer than one consensus mark (on 60 public ECGs labelled sinus rhythm only, QRS median 112 ms); read a wide-QRS or long-QTc statement near its threshold as a prompt to read the ECG.",
                     "properties": {
                         "hr_bpm": { "type": ["number", "null"], "description": "heart rate from the mean R-R, beats per minute" },
                         "rr_mean_ms": { "type": ["number", "null"] }, "rr_sd_ms": { "type": ["number", "null"] },
