@@ -104,6 +104,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Ok(dir) = std::env::var("LUDB_DUMP") {
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("{dir}: {e}");
+            return ExitCode::FAILURE;
+        }
         for k in first..=last {
             if let Err(e) = dump_json(&data, &params, net, k, std::path::Path::new(&dir)) {
                 eprintln!("record {k}: {e}");
@@ -388,8 +392,8 @@ fn annotation_scatter(
     data: &std::path::Path,
     range: std::ops::RangeInclusive<usize>,
 ) -> Result<Vec<String>, String> {
-    use eknet_shared::measure::reference::{LUDB_ANNOTATORS, global_reference};
-    use eknet_shared::wfdb::annotation::{Wave, WaveKind, read_annotations, waves};
+    use eknet_shared::measure::reference::{global_reference, ludb_lead_waves};
+    use eknet_shared::wfdb::annotation::{Wave, WaveKind};
     // Deviations from the record's mean of each wave's time from its QRS peak (ms).
     fn deviations(all: &[Wave], kind: WaveKind, onset: bool) -> Option<Vec<f64>> {
         let peaks: Vec<usize> = all
@@ -423,12 +427,8 @@ fn annotation_scatter(
     let mut records = [0usize; 2];
     let mut excess = [Vec::new(), Vec::new()];
     for k in range {
-        let mut leads = Vec::new();
-        for ext in LUDB_ANNOTATORS {
-            let file = data.join(format!("{k}.{ext}"));
-            let a = read_annotations(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            leads.push(waves(&a));
-        }
+        let leads =
+            ludb_lead_waves(&data.join(k.to_string())).map_err(|e| format!("record {k}: {e}"))?;
         let r = global_reference(&leads);
         let merged: Vec<Wave> = [
             (&r.p, WaveKind::P),
@@ -522,7 +522,6 @@ fn dump_json(
     fields.insert("record".into(), serde_json::json!(k));
     fields.insert("reference".into(), serde_json::json!(refs));
     fields.insert("span".into(), serde_json::json!(reference.span));
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let json = serde_json::Value::Object(fields).to_string();
     std::fs::write(dir.join(format!("{k}.json")), json).map_err(|e| e.to_string())
 }

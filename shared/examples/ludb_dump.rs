@@ -5,8 +5,8 @@
 
 use eknet_shared::Lead;
 use eknet_shared::measure::delineate::prepare;
-use eknet_shared::measure::reference::{LUDB_ANNOTATORS, ludb_reference};
-use eknet_shared::wfdb::annotation::{WaveKind, read_annotations, waves};
+use eknet_shared::measure::reference::{global_reference, ludb_lead_waves};
+use eknet_shared::wfdb::annotation::WaveKind;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -31,9 +31,9 @@ fn main() -> ExitCode {
     let mut refs = serde_json::Map::new();
     for k in 1..=200 {
         let path = data.join(k.to_string());
-        let (record, reference) = match (
+        let (record, lead_waves) = match (
             eknet_shared::wfdb::read_record(&path),
-            ludb_reference(&path),
+            ludb_lead_waves(&path),
         ) {
             (Ok(r), Ok(a)) => (r, a),
             (Err(e), _) => {
@@ -69,16 +69,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         // Each lead's own waves, `[kind, onset, peak, offset]`, for per-lead targets.
+        let reference = global_reference(&lead_waves);
         let mut per_lead = Vec::new();
-        for ext in LUDB_ANNOTATORS {
-            let file = data.join(format!("{k}.{ext}"));
-            let waves = match read_annotations(&file) {
-                Ok(a) => waves(&a),
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
-                    return ExitCode::FAILURE;
-                }
-            };
+        for waves in &lead_waves {
             let rows: Vec<serde_json::Value> = waves
                 .iter()
                 .map(|w| {

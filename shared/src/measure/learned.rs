@@ -308,14 +308,9 @@ impl Delineator {
         } else {
             vec![&leads[..]]
         };
-        let wanted: Vec<bool> = if self.per_lead {
-            run.to_vec()
-        } else {
-            vec![true]
-        };
         let mut out = Vec::with_capacity(rows * CLASSES);
-        for (input, wanted) in inputs.into_iter().zip(wanted) {
-            if !wanted {
+        for (i, input) in inputs.into_iter().enumerate() {
+            if self.per_lead && !run[i] {
                 out.extend(std::iter::repeat_n(Vec::new(), CLASSES));
                 continue;
             }

@@ -609,6 +609,15 @@ pub fn ludb_reference_leaving_out(
     path: &std::path::Path,
     leave_out: usize,
 ) -> Result<Reference, EvalError> {
+    Ok(global_reference_leaving_out(
+        &ludb_lead_waves(path)?,
+        leave_out,
+    ))
+}
+
+/// Each lead's own annotated waves of one LUDB record (path without extension), in
+/// [`LUDB_ANNOTATORS`] order.
+pub fn ludb_lead_waves(path: &std::path::Path) -> Result<Vec<Vec<Wave>>, EvalError> {
     let mut per_lead = Vec::with_capacity(LUDB_ANNOTATORS.len());
     for ext in LUDB_ANNOTATORS {
         let mut file = path.as_os_str().to_owned();
@@ -617,7 +626,7 @@ pub fn ludb_reference_leaving_out(
         let annotations = crate::wfdb::annotation::read_annotations(std::path::Path::new(&file))?;
         per_lead.push(crate::wfdb::annotation::waves(&annotations));
     }
-    Ok(global_reference_leaving_out(&per_lead, leave_out))
+    Ok(per_lead)
 }
 
 /// Measures one LUDB record (path without extension) and scores it against its annotations
